@@ -1,0 +1,225 @@
+//! The notification pipeline, in explicit stages as in Alertmanager:
+//! **dedup** (one notice per episode group within a window), **route** (which
+//! parties may see it), **deliver** (per-party channel, with **retry**).
+
+use crate::alert::Alert;
+use crate::outbox::{Channel, OutboxChannel, Party};
+use larmor_analytics::Anomaly;
+use larmor_ingest::DeviceRegistry;
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of alert delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Root of the local outboxes (`admin/`, `manufacturer/<slug>/`).
+    pub outbox: PathBuf,
+    /// Repeats of the same machine/detector/channel within this window are dropped.
+    #[serde(with = "larmor_ingest::archive::humantime_serde_compat")]
+    pub dedup_window: Duration,
+    /// Delivery attempts per notice before it is counted as failed.
+    pub max_attempts: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            outbox: PathBuf::from("larmor-data/outbox"),
+            dedup_window: Duration::from_secs(600),
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AlertMetrics {
+    pub anomalies: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub deduplicated: IntCounterVec,
+    pub failed: IntCounterVec,
+}
+
+impl AlertMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let m = AlertMetrics {
+            anomalies: IntCounterVec::new(
+                Opts::new("larmor_anomalies_total", "Anomaly episodes detected"),
+                &["detector", "channel"],
+            )?,
+            notifications: IntCounterVec::new(
+                Opts::new("larmor_alerts_total", "Notices delivered, per delivery channel"),
+                &["channel"],
+            )?,
+            deduplicated: IntCounterVec::new(
+                Opts::new("larmor_alerts_deduplicated_total", "Alerts dropped by the dedup stage"),
+                &["detector"],
+            )?,
+            failed: IntCounterVec::new(
+                Opts::new("larmor_alerts_failed_total", "Notices not delivered after every retry"),
+                &["channel"],
+            )?,
+        };
+        r.register(Box::new(m.anomalies.clone()))?;
+        r.register(Box::new(m.notifications.clone()))?;
+        r.register(Box::new(m.deduplicated.clone()))?;
+        r.register(Box::new(m.failed.clone()))?;
+        Ok(m)
+    }
+}
+
+/// What happened to one anomaly.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub delivered_to: Vec<String>,
+    pub deduplicated: bool,
+}
+
+pub struct AlertPipeline {
+    config: AlertsConfig,
+    registry: Arc<DeviceRegistry>,
+    last_sent: HashMap<(String, &'static str, &'static str), i64>,
+    channels: BTreeMap<Party, Box<dyn Channel>>,
+    metrics: AlertMetrics,
+}
+
+impl AlertPipeline {
+    pub fn new(config: AlertsConfig, registry: Arc<DeviceRegistry>, metrics: AlertMetrics) -> Self {
+        AlertPipeline {
+            config,
+            registry,
+            last_sent: HashMap::new(),
+            channels: BTreeMap::new(),
+            metrics,
+        }
+    }
+
+    pub fn process(&mut self, anomaly: &Anomaly) -> Outcome {
+        self.metrics
+            .anomalies
+            .with_label_values(&[anomaly.detector, anomaly.channel()])
+            .inc();
+        let Some(device) = self.registry.get(&anomaly.machine_id) else {
+            tracing::warn!(machine = %anomaly.machine_id, "anomaly for a machine missing from the registry");
+            return Outcome::default();
+        };
+        let alert = Alert::new(anomaly, device);
+
+        // dedup
+        let key = alert.group_key();
+        let window = self.config.dedup_window.as_millis() as i64;
+        if let Some(&last) = self.last_sent.get(&key)
+            && alert.ts_ms - last < window
+        {
+            self.metrics.deduplicated.with_label_values(&[alert.detector]).inc();
+            return Outcome {
+                delivered_to: vec![],
+                deduplicated: true,
+            };
+        }
+        self.last_sent.insert(key, alert.ts_ms);
+
+        // route: the admin sees everything; the maker only its machine's health
+        let mut outcome = Outcome::default();
+        self.deliver(Party::Admin, &alert, &mut outcome);
+        if let Some(notice) = alert.for_manufacturer() {
+            self.deliver(Party::Manufacturer(alert.manufacturer.clone()), &notice, &mut outcome);
+        }
+        outcome
+    }
+
+    fn deliver(&mut self, party: Party, notice: &dyn crate::outbox::erased::Notice, outcome: &mut Outcome) {
+        let name = party.channel_name();
+        let root = self.config.outbox.clone();
+        let channel = self
+            .channels
+            .entry(party.clone())
+            .or_insert_with(|| Box::new(OutboxChannel::new(&root, party)));
+        // retry with a short backoff; a full disk or a lost mount is worth a second try
+        for attempt in 1..=self.config.max_attempts.max(1) {
+            match channel.deliver(notice) {
+                Ok(()) => {
+                    self.metrics.notifications.with_label_values(&[&name]).inc();
+                    outcome.delivered_to.push(name);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %name, attempt, error = %e, "alert delivery failed");
+                    std::thread::sleep(Duration::from_millis(50 * attempt as u64));
+                }
+            }
+        }
+        self.metrics.failed.with_label_values(&[&name]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use larmor_analytics::AnomalyKind;
+    use larmor_ingest::{Device, Stream};
+
+    fn registry() -> Arc<DeviceRegistry> {
+        let d = |id: &str, m: &str| Device {
+            machine_id: id.into(),
+            site: "st-anne".into(),
+            manufacturer: m.into(),
+            model: "X".into(),
+            firmware: "1".into(),
+            public_key: None,
+            revoked: false,
+        };
+        Arc::new(DeviceRegistry::new(vec![d("A", "aurora"), d("B", "boreal")]).unwrap())
+    }
+
+    fn anomaly(machine: &str, stream: Stream, channel: &'static str, ts_ms: i64) -> Anomaly {
+        Anomaly {
+            machine_id: machine.into(),
+            stream,
+            channels: vec![channel],
+            ts_ms,
+            value: 1.0,
+            score: 0.6,
+            detector: "threshold",
+            kind: if stream == Stream::Room {
+                AnomalyKind::Environment
+            } else {
+                AnomalyKind::MachineHealth
+            },
+            explanation: "test".into(),
+        }
+    }
+
+    #[test]
+    fn routes_dedups_and_keeps_parties_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AlertsConfig {
+            outbox: dir.path().into(),
+            ..Default::default()
+        };
+        let reg = Registry::new();
+        let mut p = AlertPipeline::new(cfg, registry(), AlertMetrics::register(&reg).unwrap());
+
+        let o = p.process(&anomaly("A", Stream::Temperature, "helium_level_pct", 1_000));
+        assert_eq!(o.delivered_to, vec!["admin", "manufacturer/aurora"]);
+        let o = p.process(&anomaly("A", Stream::Temperature, "helium_level_pct", 2_000));
+        assert!(o.deduplicated);
+        let o = p.process(&anomaly("B", Stream::Room, "room_o2_pct", 3_000));
+        assert_eq!(o.delivered_to, vec!["admin"]);
+
+        let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap_or_default();
+        assert_eq!(read("admin/alerts.jsonl").lines().count(), 2);
+        let aurora = read("manufacturer/aurora/alerts.jsonl");
+        assert_eq!(aurora.lines().count(), 1);
+        assert!(!aurora.contains("st-anne"), "no site data for the manufacturer");
+        assert!(
+            !dir.path().join("manufacturer/boreal").exists(),
+            "room alert never reaches boreal"
+        );
+        assert_eq!(p.metrics.notifications.with_label_values(&["admin"]).get(), 2);
+    }
+}

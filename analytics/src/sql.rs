@@ -1,0 +1,157 @@
+//! SQL over the Parquet archive with DataFusion. The archive is a listing table
+//! with hive partitions (`date`, `stream`), so filters on them prune directories
+//! and Parquet statistics prune row groups.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("no archive at {0}; run `larmor run` (or point --archive at an existing archive) first")]
+    NoArchive(String),
+    #[error("{0}")]
+    DataFusion(#[from] DataFusionError),
+    #[error("cannot format the result: {0}")]
+    Format(String),
+}
+
+/// A DataFusion session with the archive registered as `readings`.
+pub async fn open_archive(archive: &Path) -> Result<SessionContext, QueryError> {
+    if !archive.is_dir() {
+        return Err(QueryError::NoArchive(archive.display().to_string()));
+    }
+    let abs = std::fs::canonicalize(archive).map_err(|_| QueryError::NoArchive(archive.display().to_string()))?;
+    let ctx = SessionContext::new();
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("date".into(), DataType::Utf8), ("stream".into(), DataType::Utf8)]);
+    let url = format!("{}/", abs.display());
+    ctx.register_listing_table("readings", &url, options, Some(larmor_ingest::archive::schema()), None)
+        .await?;
+    Ok(ctx)
+}
+
+/// Runs one SQL statement and collects the result.
+pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// Output formats of `larmor query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Renders batches as a table, CSV (with header) or JSON lines.
+pub fn render(batches: &[RecordBatch], format: OutputFormat) -> Result<String, QueryError> {
+    use datafusion::arrow;
+    let err = |e: arrow::error::ArrowError| QueryError::Format(e.to_string());
+    match format {
+        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)
+            .map_err(err)?
+            .to_string()),
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Format(e.to_string()))
+        }
+        OutputFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+                w.finish().map_err(err)?;
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Format(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use larmor_ingest::archive::{ArchiveConfig, ArchiveWriter};
+    use larmor_ingest::{ChannelId, Frame, Sample, Stream};
+
+    fn archive(dir: &Path) {
+        let mut w = ArchiveWriter::new(ArchiveConfig {
+            path: dir.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let he = ChannelId::from_name("helium_level_pct").unwrap();
+        let o2 = ChannelId::from_name("room_o2_pct").unwrap();
+        let t0 = 1_764_288_000_000;
+        for (m, stream, c, v, day) in [
+            ("A", Stream::Temperature, he, 80.0, 0),
+            ("A", Stream::Temperature, he, 79.0, 1),
+            ("B", Stream::Temperature, he, 70.0, 0),
+            ("B", Stream::Room, o2, 20.9, 1),
+        ] {
+            let ts = t0 + day * 86_400_000;
+            w.append(&Frame {
+                machine_id: m.into(),
+                stream,
+                seq: 1,
+                ts_ms: ts,
+                samples: vec![Sample {
+                    ts_ms: ts,
+                    values: vec![(c, v)],
+                }],
+            });
+        }
+        w.flush().unwrap();
+    }
+
+    #[tokio::test]
+    async fn queries_with_partition_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        archive(dir.path());
+        let ctx = open_archive(dir.path()).await.unwrap();
+        let b = run(
+            &ctx,
+            "SELECT machine_id, count(*) AS n, sum(value) AS s FROM readings \
+             WHERE stream = 'temperature' GROUP BY machine_id ORDER BY machine_id",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&b, OutputFormat::Csv).unwrap(),
+            "machine_id,n,s\nA,2,159.0\nB,1,70.0\n"
+        );
+        let b = run(
+            &ctx,
+            "SELECT date, stream, value FROM readings WHERE date = '2025-11-29' ORDER BY value",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&b, OutputFormat::Json).unwrap(),
+            "{\"date\":\"2025-11-29\",\"stream\":\"room\",\"value\":20.9}\n{\"date\":\"2025-11-29\",\"stream\":\"temperature\",\"value\":79.0}\n"
+        );
+        assert!(render(&b, OutputFormat::Table).unwrap().contains("| 2025-11-29 | room"));
+    }
+
+    #[tokio::test]
+    async fn missing_archive_says_what_to_do() {
+        match open_archive(Path::new("/nonexistent/larmor")).await {
+            Err(e) => assert!(e.to_string().contains("larmor run"), "{e}"),
+            Ok(_) => panic!("a missing archive must be an error"),
+        }
+    }
+}

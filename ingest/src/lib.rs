@@ -1,0 +1,17 @@
+//! Larmor ingest: everything that enters the system. It owns the wire format
+//! and channel catalogue, the device registry, the Kafka source with its
+//! dead-letter queue, and the Parquet archive writer.
+
+pub mod archive;
+pub mod channels;
+pub mod dlq;
+pub mod kafka;
+pub mod metrics;
+pub mod publish;
+pub mod registry;
+pub mod source;
+pub mod wire;
+
+pub use channels::{CATALOG, ChannelId, ChannelSpec, Stream};
+pub use registry::{Device, DeviceRegistry};
+pub use wire::{Frame, Reject, RejectReason, Sample};

@@ -1,0 +1,143 @@
+//! The device registry: which machines are enrolled, where they stand and who
+//! made them. It is a TOML file the hospital's IT controls; ingest refuses frames
+//! from machines that are not in it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One enrolled machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub machine_id: String,
+    /// Hospital (site) the machine stands in.
+    pub site: String,
+    /// Manufacturer slug; also the name of its outbox (`manufacturer/<slug>/`).
+    pub manufacturer: String,
+    pub model: String,
+    pub firmware: String,
+    /// Ed25519 public key (hex) that signs the device's frames; filled by enrolment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// A revoked device's frames are refused.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RegistryFile {
+    #[serde(default, rename = "device")]
+    devices: Vec<Device>,
+}
+
+/// Enrolled devices, looked up by machine id.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceRegistry {
+    devices: Vec<Device>,
+    index: HashMap<String, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read the device registry {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the device registry {path} is not valid TOML: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("machine {0} is enrolled twice in the device registry; remove one entry")]
+    Duplicate(String),
+}
+
+impl DeviceRegistry {
+    pub fn new(devices: Vec<Device>) -> Result<Self, RegistryError> {
+        let mut index = HashMap::with_capacity(devices.len());
+        for (i, d) in devices.iter().enumerate() {
+            if index.insert(d.machine_id.clone(), i).is_some() {
+                return Err(RegistryError::Duplicate(d.machine_id.clone()));
+            }
+        }
+        Ok(DeviceRegistry { devices, index })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let file: RegistryFile = toml::from_str(&text).map_err(|source| RegistryError::Parse { path: p, source })?;
+        Self::new(file.devices)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&RegistryFile {
+            devices: self.devices.clone(),
+        })
+        .expect("registry serializes")
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.to_toml())
+    }
+
+    pub fn get(&self, machine_id: &str) -> Option<&Device> {
+        self.index.get(machine_id).map(|&i| &self.devices[i])
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Manufacturer slugs, sorted and unique.
+    pub fn manufacturers(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.devices.iter().map(|d| d.manufacturer.clone()).collect();
+        m.sort();
+        m.dedup();
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(id: &str, m: &str) -> Device {
+        Device {
+            machine_id: id.into(),
+            site: "st-anne".into(),
+            manufacturer: m.into(),
+            model: "X 3T".into(),
+            firmware: "1.0".into(),
+            public_key: None,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let r = DeviceRegistry::new(vec![dev("A", "aurora"), dev("B", "boreal")]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("devices.toml");
+        r.save(&p).unwrap();
+        let back = DeviceRegistry::load(&p).unwrap();
+        assert_eq!(back.devices(), r.devices());
+        assert_eq!(back.get("B").unwrap().manufacturer, "boreal");
+        assert!(back.get("C").is_none());
+        assert_eq!(back.manufacturers(), vec!["aurora", "boreal"]);
+    }
+
+    #[test]
+    fn refuses_duplicates() {
+        assert!(matches!(
+            DeviceRegistry::new(vec![dev("A", "x"), dev("A", "y")]),
+            Err(RegistryError::Duplicate(_))
+        ));
+    }
+}
