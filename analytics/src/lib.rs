@@ -4,4 +4,4 @@
 pub mod detect;
 pub mod sql;
 
-pub use detect::{Anomaly, AnomalyKind, Detector, DetectorSet};
+pub use detect::{Anomaly, AnomalyKind, DetectConfig, Detector, DetectorSet};

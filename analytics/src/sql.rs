@@ -31,15 +31,50 @@ pub async fn open_archive(archive: &Path) -> Result<SessionContext, QueryError> 
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![("date".into(), DataType::Utf8), ("stream".into(), DataType::Utf8)]);
+    register_functions(&ctx);
     let url = format!("{}/", abs.display());
     ctx.register_listing_table("readings", &url, options, Some(larmor_ingest::archive::schema()), None)
         .await?;
     Ok(ctx)
 }
 
+/// Larmor's SQL helpers: `time_bucket('1 hour', ts)` floors a timestamp to
+/// buckets counted from the Unix epoch (the same as `date_bin` with two arguments).
+pub fn register_functions(ctx: &SessionContext) {
+    let bucket = datafusion::functions::datetime::date_bin()
+        .as_ref()
+        .clone()
+        .with_aliases(["time_bucket"]);
+    ctx.register_udf(bucket);
+}
+
 /// Runs one SQL statement and collects the result.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// Writes a query result as a zstd Parquet file; returns the row count.
+pub fn write_parquet(
+    batches: &[RecordBatch],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    path: &Path,
+) -> Result<usize, QueryError> {
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    let err = |e: String| QueryError::Format(format!("{}: {e}", path.display()));
+    let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| err(e.to_string()))?;
+    let mut rows = 0;
+    for b in batches {
+        w.write(b).map_err(|e| err(e.to_string()))?;
+        rows += b.num_rows();
+    }
+    w.close().map_err(|e| err(e.to_string()))?;
+    Ok(rows)
 }
 
 /// Output formats of `larmor query`.
@@ -145,6 +180,16 @@ mod tests {
             "{\"date\":\"2025-11-29\",\"stream\":\"room\",\"value\":20.9}\n{\"date\":\"2025-11-29\",\"stream\":\"temperature\",\"value\":79.0}\n"
         );
         assert!(render(&b, OutputFormat::Table).unwrap().contains("| 2025-11-29 | room"));
+        let b = run(
+            &ctx,
+            "SELECT time_bucket('1 day', ts) AS day, count(*) AS n FROM readings GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&b, OutputFormat::Csv).unwrap(),
+            "day,n\n2025-11-28T00:00:00Z,2\n2025-11-29T00:00:00Z,2\n"
+        );
     }
 
     #[tokio::test]

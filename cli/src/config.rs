@@ -2,9 +2,9 @@
 //! that uses it. Every field has a default; `larmor.example.toml` lists them all.
 
 use larmor_alerts::AlertsConfig;
-use larmor_analytics::detect::threshold::ThresholdConfig;
 use larmor_ingest::archive::{ArchiveConfig, humantime_serde_compat};
 use larmor_ingest::kafka::{KafkaConfig, TopicsConfig};
+use larmor_ingest::trust::TrustConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ pub struct LarmorConfig {
     pub kafka: KafkaConfig,
     pub topics: TopicsConfig,
     pub registry: RegistryConfig,
+    pub trust: TrustConfig,
     pub archive: ArchiveConfig,
     pub simulator: SimulatorConfig,
     pub detect: DetectConfig,
@@ -61,12 +62,8 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// Detector settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DetectConfig {
-    pub threshold: ThresholdConfig,
-}
+/// Detector settings, `[detect.*]`: owned by analytics, which builds the detectors from it.
+pub use larmor_analytics::detect::DetectConfig;
 
 /// The Prometheus endpoint.
 #[derive(Debug, Clone, Deserialize)]
@@ -144,10 +141,24 @@ mod tests {
         assert_eq!(c.simulator.machines, d.simulator.machines);
         assert_eq!(c.simulator.rate_hz, d.simulator.rate_hz);
         assert_eq!(c.alerts.outbox, d.alerts.outbox);
+        assert_eq!(c.trust.require_signatures, d.trust.require_signatures);
+        assert_eq!(c.trust.max_clock_skew, d.trust.max_clock_skew);
+        assert_eq!(c.trust.max_lateness, d.trust.max_lateness);
         assert_eq!(c.alerts.dedup_window, d.alerts.dedup_window);
         assert_eq!(c.metrics.listen, d.metrics.listen);
         assert_eq!(c.run.summary_interval, d.run.summary_interval);
         assert!(c.embedded());
+        let (cd, dd) = (&c.detect, &d.detect);
+        assert_eq!(cd.threshold.clear_after, dd.threshold.clear_after);
+        assert!(cd.threshold.limits.is_empty());
+        assert_eq!(cd.robust, dd.robust);
+        assert_eq!(cd.drift, dd.drift);
+        assert_eq!(cd.rate, dd.rate);
+        assert_eq!(cd.sensor_fault, dd.sensor_fault);
+        assert_eq!(cd.multivariate, dd.multivariate);
+        assert_eq!(cd.vibration, dd.vibration);
+        assert_eq!(cd.warm_up, dd.warm_up);
+        larmor_analytics::DetectorSet::from_config(cd).expect("the example's detectors build");
     }
 
     #[test]

@@ -1,17 +1,10 @@
 //! `larmor`: predictive maintenance for MRI fleets. Argument parsing only; the
 //! work is done by the library crates.
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
-use larmor::config::LarmorConfig;
-use larmor::pipeline::{Pipeline, Summary};
-use larmor_analytics::sql::{self, OutputFormat};
-use larmor_datasets::live::{LiveConfig, LiveFleet};
-use larmor_datasets::{Fleet, Simulator};
-use larmor_ingest::publish::FramePublisher;
+mod commands;
+
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -62,158 +55,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Maintain the Parquet archive.
+    #[command(subcommand)]
+    Archive(commands::archive::ArchiveCommand),
+    /// Enrol and revoke devices in the device registry.
+    #[command(subcommand)]
+    Device(commands::device::DeviceCommand),
+    /// Generate synthetic datasets: a backfilled archive with ground-truth events.
+    #[command(subcommand)]
+    Dataset(commands::dataset::DatasetCommand),
     /// Run SQL over the archive; the table is `readings` (ts, machine_id, channel, value, date, stream).
-    Query {
-        /// The SQL statement.
-        sql: String,
-        /// Archive directory. Default: `[archive] path` of the config.
-        #[arg(long)]
-        archive: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
-}
-
-fn load_config(path: &Option<PathBuf>) -> anyhow::Result<LarmorConfig> {
-    match path {
-        Some(p) => LarmorConfig::load(p),
-        None => Ok(LarmorConfig::default()),
-    }
-}
-
-/// Resolves when Ctrl-C is pressed or `duration` has passed.
-async fn until_stopped(duration: Option<Duration>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match duration {
-        Some(d) => tokio::select! { _ = ctrl_c => {}, _ = tokio::time::sleep(d) => {} },
-        None => ctrl_c.await,
-    }
-}
-
-async fn run(
-    config: Option<PathBuf>,
-    duration: Option<Duration>,
-    listen: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
-    let mut cfg = load_config(&config)?;
-    if let Some(l) = listen {
-        cfg.metrics.listen = l;
-    }
-    let mut p = Pipeline::start(cfg)?;
-    println!(
-        "larmor: {} on {} | {} machines enrolled | archive {} | outboxes {} | metrics http://{}/metrics",
-        if p.config.embedded() { "embedded Kafka" } else { "Kafka" },
-        p.brokers,
-        p.registry.len(),
-        p.config.archive.path.display(),
-        p.config.alerts.outbox.display(),
-        p.metrics_addr(),
-    );
-    println!(
-        "press Ctrl-C to stop{}",
-        duration
-            .map(|d| format!(" (stopping by itself after {})", humantime::format_duration(d)))
-            .unwrap_or_default()
-    );
-    let summary = Summary::default();
-    let stop = until_stopped(duration);
-    tokio::pin!(stop);
-    let mut tick = tokio::time::interval(p.config.run.summary_interval);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tick.tick() => {
-                println!("{}", summary.line(&p));
-                if p.failed() { break; }
-            }
-        }
-    }
-    println!("stopping: draining Kafka, flushing the archive, committing offsets…");
-    let report = tokio::task::block_in_place(|| p.stop())?;
-    println!("{}", summary.line(&p));
-    println!(
-        "stopped after {:.1}s: {} frames / {} readings ingested ({:.0} readings/s), {} archived in {} files, {} dead-lettered{}",
-        report.elapsed.as_secs_f64(),
-        report.source.frames,
-        report.source.readings,
-        report.source.readings as f64 / report.elapsed.as_secs_f64().max(1e-9),
-        report.source.archived_rows,
-        report.source.archive_files,
-        report.source.dead_letters,
-        if report.source.drained {
-            ""
-        } else {
-            " (drain timed out: the rest stays in Kafka, uncommitted)"
-        },
-    );
-    Ok(())
-}
-
-async fn simulate(
-    brokers: String,
-    machines: usize,
-    rate: f64,
-    duration: Option<Duration>,
-    seed: u64,
-    config: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let cfg = load_config(&config)?;
-    let publisher = FramePublisher::new(&cfg.kafka.client_config(&brokers)?, &cfg.topics)
-        .context("cannot create a Kafka producer")?;
-    let fleet = LiveFleet::new(Simulator::new(Fleet::generate(machines, seed), seed));
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let (fleet, stop) = (fleet.clone(), stop.clone());
-        let live = LiveConfig {
-            rate_hz: rate,
-            frame_interval: cfg.simulator.frame_interval,
-        };
-        std::thread::spawn(move || fleet.run(&publisher, live, &stop))
-    };
-    println!("publishing {machines} machines at {rate} samples/s each to {brokers}; Ctrl-C to stop");
-    until_stopped(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let sent = tokio::task::block_in_place(|| worker.join())
-        .map_err(|_| anyhow::anyhow!("the simulator thread panicked"))?
-        .with_context(|| format!("publishing to {brokers} failed; check the address and that the topics exist"))?;
-    let readings = fleet.tally.lock().unwrap_or_else(|p| p.into_inner()).readings();
-    println!("published {sent} frames, {readings} readings");
-    Ok(())
-}
-
-async fn query(
-    sql_text: String,
-    archive: Option<PathBuf>,
-    format: Format,
-    config: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let cfg = load_config(&config)?;
-    let archive = archive.unwrap_or(cfg.archive.path);
-    let ctx = sql::open_archive(&archive).await?;
-    let batches = sql::run(&ctx, &sql_text).await?;
-    let f = match format {
-        Format::Table => OutputFormat::Table,
-        Format::Csv => OutputFormat::Csv,
-        Format::Json => OutputFormat::Json,
-    };
-    let out = sql::render(&batches, f)?;
-    print!("{out}");
-    if !out.ends_with('\n') {
-        println!();
-    }
-    Ok(())
+    Query(commands::query::QueryArgs),
+    /// Score any time series with the streaming detectors: a CSV (`--input`) or an
+    /// archived channel (`--archive --machine --channel`); writes timestamp,value,anomaly_score.
+    Detect(commands::detect::DetectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,6 +76,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -235,7 +91,7 @@ fn main() -> std::process::ExitCode {
                 config,
                 duration,
                 metrics_listen,
-            } => run(config, duration, metrics_listen).await,
+            } => commands::run::run(config, duration, metrics_listen).await,
             Command::Simulate {
                 brokers,
                 machines,
@@ -243,13 +99,12 @@ fn main() -> std::process::ExitCode {
                 duration,
                 seed,
                 config,
-            } => simulate(brokers, machines, rate, duration, seed, config).await,
-            Command::Query {
-                sql,
-                archive,
-                format,
-                config,
-            } => query(sql, archive, format, config).await,
+            } => commands::simulate::simulate(brokers, machines, rate, duration, seed, config).await,
+            Command::Device(cmd) => commands::device::device(cmd),
+            Command::Archive(cmd) => commands::archive::archive(cmd),
+            Command::Dataset(cmd) => commands::dataset::dataset(cmd),
+            Command::Query(args) => commands::query::query(args).await,
+            Command::Detect(args) => commands::detect::detect(args).await,
         }
     });
     match result {

@@ -9,7 +9,7 @@ use crate::config::LarmorConfig;
 use crate::metrics_http::{self, MetricsServer};
 use anyhow::Context;
 use larmor_alerts::{AlertMetrics, AlertPipeline};
-use larmor_analytics::detect::threshold::ThresholdDetector;
+use larmor_analytics::detect::warm;
 use larmor_analytics::{Anomaly, DetectorSet};
 use larmor_datasets::live::{LiveConfig, LiveFleet};
 use larmor_datasets::{Fleet, Simulator, Tally};
@@ -17,8 +17,10 @@ use larmor_ingest::kafka::EmbeddedKafka;
 use larmor_ingest::metrics::IngestMetrics;
 use larmor_ingest::publish::FramePublisher;
 use larmor_ingest::source::{FrameObserver, IngestError, KafkaSource, SourceReport};
+use larmor_ingest::trust::DeviceKey;
 use larmor_ingest::{Device, DeviceRegistry, Frame};
 use prometheus::Registry;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -43,6 +45,22 @@ impl FrameObserver for DetectingObserver {
             }
         }
     }
+}
+
+/// Enrols simulated machines with their deterministic keys.
+pub fn simulated_enrolment(mut devices: Vec<Device>, seed: u64) -> Vec<Device> {
+    for d in &mut devices {
+        d.public_key = Some(DeviceKey::simulated(seed, &d.machine_id).public_hex());
+    }
+    devices
+}
+
+/// The signing keys of simulated machines, as their devices would hold them.
+pub fn simulated_keys(devices: &[Device], seed: u64) -> HashMap<String, DeviceKey> {
+    devices
+        .iter()
+        .map(|d| (d.machine_id.clone(), DeviceKey::simulated(seed, &d.machine_id)))
+        .collect()
 }
 
 /// What a run did.
@@ -94,7 +112,7 @@ impl Pipeline {
             (Some(p), _) => DeviceRegistry::load(p)?,
             (None, Some(f)) => {
                 let devices = f.simulator.lock().unwrap_or_else(|p| p.into_inner()).fleet().devices();
-                let r = DeviceRegistry::new(devices)?;
+                let r = DeviceRegistry::new(simulated_enrolment(devices, config.simulator.seed))?;
                 if let Some(dir) = config.archive.path.parent() {
                     std::fs::create_dir_all(dir)?;
                     r.save(&dir.join("devices.toml"))?;
@@ -116,6 +134,7 @@ impl Pipeline {
             &brokers,
             &config.topics,
             config.archive.clone(),
+            config.trust.clone(),
             registry.clone(),
             ingest_metrics,
         )?;
@@ -129,7 +148,15 @@ impl Pipeline {
             }
         })?;
 
-        let detectors = DetectorSet::new(vec![Box::new(ThresholdDetector::new(&config.detect.threshold)?)]);
+        let mut detectors = DetectorSet::from_config(&config.detect)?;
+        // Relearn the baselines from the archive, so a restart does not forget them.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match warm::from_archive(&mut detectors, &config.archive.path, &config.detect.warm_up, now_ms) {
+            Ok(r) => {
+                tracing::info!(readings = r.readings, elapsed = ?r.elapsed, "detectors warmed up from the archive")
+            }
+            Err(e) => tracing::warn!(error = %e, "detector warm-up from the archive failed; baselines start cold"),
+        }
         let stop_ingest = Arc::new(AtomicBool::new(false));
         let drain_timeout = config.run.drain_timeout;
         let ingest = {
@@ -147,7 +174,8 @@ impl Pipeline {
         let stop_sim = Arc::new(AtomicBool::new(false));
         let sim = match &fleet {
             Some(f) => {
-                let publisher = FramePublisher::new(&config.kafka.client_config(&brokers)?, &config.topics)?;
+                let publisher = FramePublisher::new(&config.kafka.client_config(&brokers)?, &config.topics)?
+                    .with_keys(simulated_keys(registry.devices(), config.simulator.seed));
                 let (f, stop) = (f.clone(), stop_sim.clone());
                 let live = LiveConfig {
                     rate_hz: config.simulator.rate_hz,

@@ -10,6 +10,7 @@ pub const METRICS: &[&str] = &[
     "larmor_dlq_messages_total",
     "larmor_kafka_commits_total",
     "larmor_kafka_consumer_errors_total",
+    "larmor_ingest_duplicates_skipped_total",
     "larmor_anomalies_total",
     "larmor_alerts_total",
     "larmor_alerts_deduplicated_total",

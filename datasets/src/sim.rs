@@ -1,62 +1,43 @@
-//! The telemetry simulator: turns the fleet into frames on all three streams.
-//! Healthy machines only in this version: values sit near their nominal levels
-//! with sensor noise, gradient heat and vibration follow a scan-load cycle.
+//! The telemetry simulator behind live publishing: turns the fleet into frames
+//! on all three streams at any instants asked for. By default every machine is
+//! healthy (no failures, maintenance or sensor faults); a planned [`Scenario`]
+//! switches them on. Scan load follows each machine's booked exams.
 
-use crate::fleet::{Fleet, SITES};
+use crate::fleet::Fleet;
+use crate::run::MachineRun;
+use crate::scenario::Scenario;
 use larmor_ingest::{ChannelId, Frame, Sample, Stream};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-
-/// Nominal level and noise (one standard deviation) of a healthy channel.
-fn nominal(channel: &str) -> (f64, f64) {
-    match channel {
-        "helium_level_pct" => (80.0, 0.02),
-        "vessel_pressure_kpa" => (14.0, 0.3),
-        "vessel_heater_pct" => (35.0, 2.0),
-        "coldhead_stage1_k" => (42.0, 0.3),
-        "coldhead_stage2_k" => (4.05, 0.02),
-        "compressor_supply_mpa" => (2.1, 0.01),
-        "compressor_return_mpa" => (0.75, 0.01),
-        "water_inlet_c" => (15.0, 0.2),
-        "water_outlet_c" => (24.0, 0.3),
-        "water_flow_lpm" => (8.5, 0.1),
-        "gradient_coil_c" => (24.0, 0.3),
-        "gradient_amp_c" => (30.0, 0.3),
-        "rf_amp_c" => (32.0, 0.3),
-        "coldhead_vib_rms_mms" => (1.2, 0.05),
-        "coldhead_vib_peak_mms" => (3.4, 0.15),
-        "coldhead_vib_crest" => (2.9, 0.05),
-        "coldhead_vib_kurtosis" => (3.0, 0.1),
-        "coldhead_band_displacer_mms" => (0.9, 0.04),
-        "compressor_vib_rms_mms" => (2.2, 0.08),
-        "compressor_vib_peak_mms" => (6.3, 0.25),
-        "compressor_vib_crest" => (2.9, 0.05),
-        "compressor_vib_kurtosis" => (3.0, 0.1),
-        "compressor_band_motor_mms" => (1.6, 0.06),
-        "compressor_band_bearing_mms" => (0.3, 0.02),
-        "gradient_vib_rms_mms" => (0.5, 0.05),
-        "room_temp_c" => (20.0, 0.1),
-        "room_humidity_pct" => (45.0, 0.5),
-        "room_o2_pct" => (20.9, 0.02),
-        "tech_room_temp_c" => (21.0, 0.2),
-        _ => (0.0, 0.0),
-    }
-}
 
 /// Generates frames for a fleet, deterministically from a seed.
 pub struct Simulator {
     fleet: Fleet,
-    rng: SmallRng,
+    runs: Vec<MachineRun>,
+    last_ts: Vec<Option<i64>>,
     seq: HashMap<(usize, Stream), u64>,
     injections: Vec<(usize, ChannelId, f64)>,
 }
 
 impl Simulator {
+    /// A healthy fleet: values stay inside every alarm range.
     pub fn new(fleet: Fleet, seed: u64) -> Simulator {
+        Self::with_scenario(Scenario::healthy(fleet, seed))
+    }
+
+    /// A fleet living through a planned scenario (failures, maintenance, sensor
+    /// faults), e.g. `Scenario::plan(n, seed, today, 365, &ScenarioConfig::default())`;
+    /// frames then show whatever the plan has going on at their timestamps.
+    pub fn with_scenario(scenario: Scenario) -> Simulator {
+        let Scenario { fleet, plans, seed, .. } = scenario;
+        let runs = plans
+            .into_iter()
+            .enumerate()
+            .map(|(i, plan)| MachineRun::new(&fleet.machines[i], i, plan, seed))
+            .collect();
         Simulator {
+            last_ts: vec![None; fleet.machines.len()],
             fleet,
-            rng: SmallRng::seed_from_u64(seed ^ 0x5eed_1a2b),
+            runs,
             seq: HashMap::new(),
             injections: Vec::new(),
         }
@@ -69,7 +50,7 @@ impl Simulator {
     /// Makes the next sample of `machine_id` carry `value` on `channel` (a fault
     /// injected on purpose). Returns false for an unknown machine.
     pub fn inject(&mut self, machine_id: &str, channel: ChannelId, value: f64) -> bool {
-        match self.fleet.machines.iter().position(|m| m.id == machine_id) {
+        match self.fleet.index_of(machine_id) {
             Some(i) => {
                 self.injections.push((i, channel, value));
                 true
@@ -79,21 +60,36 @@ impl Simulator {
     }
 
     /// One frame per machine and stream with `samples` samples spaced `interval_ms`
-    /// apart, ending at `end_ms`.
+    /// apart, ending at `end_ms`. A stream with nothing to report (a sensor
+    /// dropout) sends no frame.
     pub fn frames(&mut self, end_ms: i64, samples: usize, interval_ms: i64) -> Vec<Frame> {
         let mut out = Vec::with_capacity(self.fleet.machines.len() * 3);
+        let start = end_ms - interval_ms * (samples as i64 - 1);
         for mi in 0..self.fleet.machines.len() {
+            let mut per_stream: [Vec<Sample>; 3] = Default::default();
+            for k in 0..samples {
+                let ts = start + k as i64 * interval_ms;
+                let dt = self.last_ts[mi].map_or(interval_ms, |last| ts - last).max(0);
+                if self.last_ts[mi].is_none_or(|last| ts > last) {
+                    self.last_ts[mi] = Some(ts);
+                }
+                let r = self.runs[mi].sample(ts, dt);
+                for stream in Stream::ALL {
+                    let mut values: Vec<(ChannelId, f64)> = ChannelId::of_stream(stream)
+                        .filter(|c| r.present & (1 << c.0) != 0)
+                        .map(|c| (c, r.values[c.0 as usize]))
+                        .collect();
+                    apply_injections(&mut self.injections, mi, stream, &mut values);
+                    if !values.is_empty() {
+                        per_stream[stream.index()].push(Sample { ts_ms: r.ts_ms, values });
+                    }
+                }
+            }
             for stream in Stream::ALL {
-                let start = end_ms - interval_ms * (samples as i64 - 1);
-                let samples: Vec<Sample> = (0..samples)
-                    .map(|k| {
-                        let ts = start + k as i64 * interval_ms;
-                        Sample {
-                            ts_ms: ts,
-                            values: self.sample(mi, stream, ts),
-                        }
-                    })
-                    .collect();
+                let samples = std::mem::take(&mut per_stream[stream.index()]);
+                if samples.is_empty() {
+                    continue;
+                }
                 let seq = self.seq.entry((mi, stream)).or_insert(0);
                 *seq += 1;
                 out.push(Frame {
@@ -107,62 +103,34 @@ impl Simulator {
         }
         out
     }
-
-    fn sample(&mut self, mi: usize, stream: Stream, ts_ms: i64) -> Vec<(ChannelId, f64)> {
-        let m = &self.fleet.machines[mi];
-        // Scan load: a 40-minute exam cycle, busy two thirds of the time.
-        let phase = ((ts_ms / 1000 + mi as i64 * 377) % 2400) as f64 / 2400.0;
-        let load = if phase < 0.66 { 1.0 } else { 0.0 };
-        let mut values = Vec::with_capacity(16);
-        for c in ChannelId::of_stream(stream) {
-            let (mean, sd) = nominal(c.name());
-            let base = match c.name() {
-                "helium_level_pct" => m.helium_level_pct,
-                "coldhead_stage2_k" => m.stage2_k,
-                "room_temp_c" => SITES[m.site].room_temp_c,
-                "gradient_coil_c" => mean + 8.0 * load,
-                "gradient_amp_c" => mean + 5.0 * load,
-                "gradient_vib_rms_mms" => mean + 2.0 * load,
-                "door_open" => {
-                    values.push((c, if self.rng.random::<f64>() < 0.02 { 1.0 } else { 0.0 }));
-                    continue;
-                }
-                "occupancy" => {
-                    values.push((c, if load > 0.0 { 2.0 } else { 0.0 }));
-                    continue;
-                }
-                _ => mean,
-            };
-            let v = base + sd * gaussian(&mut self.rng);
-            let spec = c.spec();
-            values.push((c, v.clamp(spec.physical_min, spec.physical_max)));
-        }
-        let mut k = 0;
-        while k < self.injections.len() {
-            let (imi, ic, iv) = self.injections[k];
-            if imi == mi && ic.stream() == stream {
-                if let Some(slot) = values.iter_mut().find(|(c, _)| *c == ic) {
-                    slot.1 = iv;
-                }
-                self.injections.swap_remove(k);
-            } else {
-                k += 1;
-            }
-        }
-        values
-    }
 }
 
-/// Standard normal deviate (Box-Muller).
-fn gaussian(rng: &mut SmallRng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+fn apply_injections(
+    injections: &mut Vec<(usize, ChannelId, f64)>,
+    mi: usize,
+    stream: Stream,
+    values: &mut Vec<(ChannelId, f64)>,
+) {
+    let mut k = 0;
+    while k < injections.len() {
+        let (imi, ic, iv) = injections[k];
+        if imi == mi && ic.stream() == stream {
+            match values.iter_mut().find(|(c, _)| *c == ic) {
+                Some(slot) => slot.1 = iv,
+                None => values.push((ic, iv)),
+            }
+            injections.swap_remove(k);
+        } else {
+            k += 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{Forced, ForcedEvent, ScenarioConfig};
+    use crate::time::{DAY_MS, HOUR_MS};
 
     #[test]
     fn same_seed_same_frames() {
@@ -189,6 +157,38 @@ mod tests {
     }
 
     #[test]
+    fn healthy_fleet_stays_in_range_through_weeks_of_scanning() {
+        // The default live fleet (20 machines, seed 7), sampled every 5 minutes for
+        // three weeks of busy schedules: no reading may reach an alarm limit.
+        let mut sim = Simulator::new(Fleet::generate(20, 7), 7);
+        let start = 1_764_288_000_000;
+        let mut checked = 0;
+        for step in 0..(21 * 24) {
+            for f in sim.frames(start + step * HOUR_MS, 12, 5 * 60_000) {
+                for s in &f.samples {
+                    for &(c, v) in &s.values {
+                        let spec = c.spec();
+                        assert!(
+                            spec.alarm_low.is_none_or(|lo| v > lo),
+                            "{} {} = {v}",
+                            f.machine_id,
+                            spec.name
+                        );
+                        assert!(
+                            spec.alarm_high.is_none_or(|hi| v < hi),
+                            "{} {} = {v}",
+                            f.machine_id,
+                            spec.name
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 3_000_000, "{checked}");
+    }
+
+    #[test]
     fn injection_lands_in_the_next_sample_only() {
         let mut sim = Simulator::new(Fleet::generate(3, 1), 1);
         let he = ChannelId::from_name("helium_level_pct").unwrap();
@@ -202,5 +202,43 @@ mod tests {
             .map(|(f, _)| f.machine_id.clone())
             .collect();
         assert_eq!(hits, vec!["MRI-0002"]);
+    }
+
+    #[test]
+    fn a_planned_scenario_shows_up_in_live_frames() {
+        let start_day = 20_089;
+        let config = ScenarioConfig {
+            forced: vec![ForcedEvent {
+                machine: 0,
+                what: Forced::Failure(crate::modes::FailureMode::ChillerFault),
+                at_days: 2.0,
+                length_days: Some(0.25),
+                variant: 0,
+                magnitude: None,
+            }],
+            ..ScenarioConfig::healthy()
+        };
+        let mut sim = Simulator::with_scenario(Scenario::plan(2, 3, start_day, 5, &config));
+        let inlet = ChannelId::from_name("water_inlet_c").unwrap();
+        let mut max_inlet: f64 = 0.0;
+        // Accelerated: a sample every 5 simulated minutes over the first 3 days.
+        for h in 0..72 {
+            let end = start_day * DAY_MS + (h + 1) * HOUR_MS;
+            for f in sim.frames(end, 12, 5 * 60_000) {
+                if f.machine_id == "MRI-0001" {
+                    for s in &f.samples {
+                        for &(c, v) in &s.values {
+                            if c == inlet {
+                                max_inlet = max_inlet.max(v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            max_inlet > 28.0,
+            "the chiller fault heats the water to a trip: {max_inlet}"
+        );
     }
 }

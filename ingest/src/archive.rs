@@ -35,6 +35,9 @@ pub struct ArchiveConfig {
     pub max_buffer_age: Duration,
     /// zstd level, 1 (fast) to 22 (small).
     pub zstd_level: i32,
+    /// Names this writer's files and manifests. Unset: `<hostname>-<pid>`. Set it to
+    /// a stable, unique name per instance so a restart cleans up its own leftovers at once.
+    pub writer_id: Option<String>,
 }
 
 impl Default for ArchiveConfig {
@@ -44,6 +47,7 @@ impl Default for ArchiveConfig {
             max_buffered_rows: 2_000_000,
             max_buffer_age: Duration::from_secs(5),
             zstd_level: 3,
+            writer_id: None,
         }
     }
 }
@@ -93,6 +97,30 @@ pub struct FlushStats {
     pub rows_by_stream: [usize; 3],
 }
 
+/// A data file written and fsynced under its temporary name, not yet visible.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    /// Path relative to the archive root, under the final name.
+    pub rel_path: String,
+    pub rows: usize,
+    pub stream: Stream,
+}
+
+/// `<hostname>-<pid>`, reduced to characters safe in file names.
+pub fn default_writer_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "larmor".into());
+    sanitize_id(&format!("{}-{}", host.trim(), std::process::id()))
+}
+
+pub fn sanitize_id(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
+}
+
 /// Buffers readings per partition and writes them as Parquet files.
 pub struct ArchiveWriter {
     root: PathBuf,
@@ -103,6 +131,7 @@ pub struct ArchiveWriter {
     buffered: usize,
     oldest: Option<Instant>,
     file_prefix: String,
+    writer: String,
     file_seq: u64,
 }
 
@@ -110,6 +139,11 @@ impl ArchiveWriter {
     pub fn new(config: ArchiveConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.path)?;
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let writer = config
+            .writer_id
+            .as_deref()
+            .map(sanitize_id)
+            .unwrap_or_else(default_writer_id);
         Ok(ArchiveWriter {
             root: config.path.clone(),
             config,
@@ -118,8 +152,9 @@ impl ArchiveWriter {
             machine_index: HashMap::new(),
             buffered: 0,
             oldest: None,
-            // Unique per writer so several instances can share one archive.
-            file_prefix: format!("part-{now_ms}-{}", std::process::id()),
+            // Unique per writer and run, so several instances can share one archive.
+            file_prefix: format!("part-{writer}-{now_ms}"),
+            writer,
             file_seq: 0,
         })
     }
@@ -165,31 +200,66 @@ impl ArchiveWriter {
             || self.oldest.is_some_and(|t| t.elapsed() >= self.config.max_buffer_age)
     }
 
-    /// Writes every buffered reading durably. On error nothing buffered is lost:
-    /// the buffers are kept, and no partially written file is visible.
-    pub fn flush(&mut self) -> std::io::Result<FlushStats> {
-        let mut stats = FlushStats::default();
+    /// This writer's id (file-name prefix and manifest owner).
+    pub fn writer_id(&self) -> &str {
+        &self.writer
+    }
+
+    /// Writes every buffered reading to fsynced files under hidden temporary names.
+    /// Nothing is visible until [`ArchiveWriter::publish`]. On error the buffers are
+    /// kept (nothing is lost) and the caller must not commit.
+    pub fn stage(&mut self) -> std::io::Result<Vec<StagedFile>> {
+        let mut staged = Vec::new();
         let keys: Vec<(i64, Stream)> = self.buffers.keys().copied().collect();
-        for key in keys {
-            let buf = &self.buffers[&key];
+        for key in &keys {
+            let buf = &self.buffers[key];
             if buf.ts.is_empty() {
                 continue;
             }
             let batch = self.to_batch(buf).map_err(std::io::Error::other)?;
-            let dir = self.root.join(partition_dir(key.0, key.1));
+            let rel_dir = partition_dir(key.0, key.1);
+            let dir = self.root.join(&rel_dir);
             std::fs::create_dir_all(&dir)?;
             let name = format!("{}-{:06}.parquet", self.file_prefix, self.file_seq);
-            write_durably(&dir, &name, &batch, self.config.zstd_level)?;
             self.file_seq += 1;
-            stats.files += 1;
-            stats.rows += batch.num_rows();
-            stats.rows_by_stream[key.1.index()] += batch.num_rows();
-            self.buffered -= batch.num_rows();
-            self.buffers.remove(&key);
+            write_parquet(
+                &dir.join(crate::manifest::temp_name(&name)),
+                &batch,
+                self.config.zstd_level,
+            )?;
+            staged.push(StagedFile {
+                rel_path: format!("{rel_dir}/{name}"),
+                rows: batch.num_rows(),
+                stream: key.1,
+            });
         }
         self.buffers.clear();
+        self.buffered = 0;
         self.oldest = None;
+        Ok(staged)
+    }
+
+    /// Makes staged files visible (rename, then fsync of the directory).
+    pub fn publish(&self, staged: &[StagedFile]) -> std::io::Result<FlushStats> {
+        let mut stats = FlushStats::default();
+        for f in staged {
+            let fin = self.root.join(&f.rel_path);
+            let name = fin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            crate::manifest::publish_one(&fin.with_file_name(crate::manifest::temp_name(&name)), &fin)?;
+            stats.files += 1;
+            stats.rows += f.rows;
+            stats.rows_by_stream[f.stream.index()] += f.rows;
+        }
         Ok(stats)
+    }
+
+    /// Stages and publishes at once, for writers without a commit log (tools, backfill).
+    pub fn flush(&mut self) -> std::io::Result<FlushStats> {
+        let staged = self.stage()?;
+        self.publish(&staged)
     }
 
     fn to_batch(&self, buf: &PartitionBuffer) -> datafusion::arrow::error::Result<RecordBatch> {
@@ -245,16 +315,20 @@ fn writer_properties(zstd_level: i32) -> std::io::Result<WriterProperties> {
         .build())
 }
 
-/// Writes `batch` as `dir/name`: temporary file, fsync, rename, fsync of the directory.
-pub fn write_durably(dir: &Path, name: &str, batch: &RecordBatch, zstd_level: i32) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let file = File::create(&tmp)?;
+/// Writes `batch` to `path` as Parquet and fsyncs it.
+pub fn write_parquet(path: &Path, batch: &RecordBatch, zstd_level: i32) -> std::io::Result<()> {
+    let file = File::create(path)?;
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(zstd_level)?))
         .map_err(std::io::Error::other)?;
     w.write(batch).map_err(std::io::Error::other)?;
     let file = w.into_inner().map_err(std::io::Error::other)?;
-    file.sync_all()?;
-    drop(file);
+    file.sync_all()
+}
+
+/// Writes `batch` as `dir/name`: temporary file, fsync, rename, fsync of the directory.
+pub fn write_durably(dir: &Path, name: &str, batch: &RecordBatch, zstd_level: i32) -> std::io::Result<()> {
+    let tmp = dir.join(crate::manifest::temp_name(name));
+    write_parquet(&tmp, batch, zstd_level)?;
     std::fs::rename(&tmp, dir.join(name))?;
     File::open(dir)?.sync_all()?;
     Ok(())

@@ -187,6 +187,11 @@ mod tests {
     }
 
     #[test]
+    fn catalogue_fits_the_decoder_bitset() {
+        assert!(CATALOG.len() <= 64);
+    }
+
+    #[test]
     fn alarm_ranges_sit_inside_physical_limits() {
         for c in CATALOG {
             for a in [c.alarm_low, c.alarm_high].into_iter().flatten() {

@@ -4,7 +4,7 @@
 use crate::wire::Reject;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,10 +56,11 @@ pub enum DlqError {
 impl DeadLetterQueue {
     pub fn new(config: &rdkafka::ClientConfig, topic: &str) -> KafkaResult<Self> {
         let watch = DeliveryWatch::default();
-        let producer = config
-            .clone()
-            .set("enable.idempotence", "true")
-            .create_with_context(watch.clone())?;
+        let mut c = config.clone();
+        if c.get("enable.idempotence").is_none() {
+            c.set("enable.idempotence", "true");
+        }
+        let producer = c.create_with_context(watch.clone())?;
         Ok(DeadLetterQueue {
             producer,
             topic: topic.to_string(),
@@ -73,7 +74,20 @@ impl DeadLetterQueue {
         let offset = msg.offset().to_string();
         // Header values must stay small: a huge malformed message must not produce a huge header.
         let detail: String = reject.detail.chars().take(512).collect();
-        let headers = OwnedHeaders::new()
+        // Keep the original headers (the device's signature among them) for forensics.
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = msg.headers() {
+            for h in original
+                .iter()
+                .filter(|h| !h.key.starts_with("larmor-dlq-") && !h.key.starts_with("larmor-source-"))
+            {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let headers = headers
             .insert(Header {
                 key: HEADER_REASON,
                 value: Some(reject.reason.code()),

@@ -4,12 +4,15 @@
 
 pub mod archive;
 pub mod channels;
+pub mod compact;
 pub mod dlq;
 pub mod kafka;
+pub mod manifest;
 pub mod metrics;
 pub mod publish;
 pub mod registry;
 pub mod source;
+pub mod trust;
 pub mod wire;
 
 pub use channels::{CATALOG, ChannelId, ChannelSpec, Stream};

@@ -13,6 +13,7 @@ pub struct IngestMetrics {
     pub dead_letters: IntCounterVec,
     pub commits: IntCounter,
     pub consumer_errors: IntCounter,
+    pub duplicates_skipped: IntCounter,
 }
 
 impl IngestMetrics {
@@ -46,6 +47,10 @@ impl IngestMetrics {
                 "larmor_kafka_consumer_errors_total",
                 "Errors reported by the Kafka consumer",
             )?,
+            duplicates_skipped: IntCounter::new(
+                "larmor_ingest_duplicates_skipped_total",
+                "Messages skipped because the archive already holds them (redelivery after a crash or rebalance)",
+            )?,
         };
         r.register(Box::new(m.frames.clone()))?;
         r.register(Box::new(m.readings.clone()))?;
@@ -54,6 +59,7 @@ impl IngestMetrics {
         r.register(Box::new(m.dead_letters.clone()))?;
         r.register(Box::new(m.commits.clone()))?;
         r.register(Box::new(m.consumer_errors.clone()))?;
+        r.register(Box::new(m.duplicates_skipped.clone()))?;
         // Every reason is visible from the start, at zero.
         for reason in crate::wire::RejectReason::ALL {
             m.dead_letters.with_label_values(&[reason.code()]);

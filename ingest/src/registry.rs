@@ -45,6 +45,8 @@ pub enum RegistryError {
     Parse { path: String, source: toml::de::Error },
     #[error("machine {0} is enrolled twice in the device registry; remove one entry")]
     Duplicate(String),
+    #[error("machine {0} is not in the device registry; enrol it first with `larmor device enroll`")]
+    NotEnrolled(String),
 }
 
 impl DeviceRegistry {
@@ -75,8 +77,31 @@ impl DeviceRegistry {
         .expect("registry serializes")
     }
 
+    /// Writes the registry atomically (a reader never sees half a file).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, self.to_toml())
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, self.to_toml())?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Adds a device; refuses a machine id that is already enrolled.
+    pub fn enroll(&mut self, device: Device) -> Result<(), RegistryError> {
+        if self.index.contains_key(&device.machine_id) {
+            return Err(RegistryError::Duplicate(device.machine_id));
+        }
+        self.index.insert(device.machine_id.clone(), self.devices.len());
+        self.devices.push(device);
+        Ok(())
+    }
+
+    /// Marks a device revoked: its frames are refused from then on.
+    pub fn revoke(&mut self, machine_id: &str) -> Result<(), RegistryError> {
+        let i = *self
+            .index
+            .get(machine_id)
+            .ok_or_else(|| RegistryError::NotEnrolled(machine_id.to_string()))?;
+        self.devices[i].revoked = true;
+        Ok(())
     }
 
     pub fn get(&self, machine_id: &str) -> Option<&Device> {
@@ -131,6 +156,17 @@ mod tests {
         assert_eq!(back.get("B").unwrap().manufacturer, "boreal");
         assert!(back.get("C").is_none());
         assert_eq!(back.manufacturers(), vec!["aurora", "boreal"]);
+    }
+
+    #[test]
+    fn enrol_and_revoke() {
+        let mut r = DeviceRegistry::new(vec![dev("A", "aurora")]).unwrap();
+        assert!(matches!(r.enroll(dev("A", "x")), Err(RegistryError::Duplicate(_))));
+        r.enroll(dev("B", "boreal")).unwrap();
+        assert!(!r.get("B").unwrap().revoked);
+        r.revoke("B").unwrap();
+        assert!(r.get("B").unwrap().revoked);
+        assert!(matches!(r.revoke("C"), Err(RegistryError::NotEnrolled(_))));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::fmt;
 /// Major version this build understands; minor versions only add optional fields.
 pub const WIRE_MAJOR: u32 = 1;
 pub const WIRE_VERSION: &str = "1.0";
-/// Larger messages are rejected before parsing.
-pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// Larger messages are rejected before parsing. A frame of 100 samples of every
+/// temperature channel is about 60 KiB; anything near this limit is not telemetry.
+pub const MAX_FRAME_BYTES: usize = 256 << 10;
 /// Timestamps outside 2000-01-01 .. 2100-01-01 are not plausible telemetry.
 const TS_MIN_MS: i64 = 946_684_800_000;
 const TS_MAX_MS: i64 = 4_102_444_800_000;
@@ -103,10 +104,14 @@ pub enum RejectReason {
     ImpossibleValue,
     BadTimestamp,
     UnknownDevice,
+    RevokedDevice,
+    BadSignature,
+    Replay,
+    ClockSkew,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::Empty,
         RejectReason::TooLarge,
         RejectReason::MalformedJson,
@@ -118,6 +123,10 @@ impl RejectReason {
         RejectReason::ImpossibleValue,
         RejectReason::BadTimestamp,
         RejectReason::UnknownDevice,
+        RejectReason::RevokedDevice,
+        RejectReason::BadSignature,
+        RejectReason::Replay,
+        RejectReason::ClockSkew,
     ];
 
     pub fn code(self) -> &'static str {
@@ -133,6 +142,10 @@ impl RejectReason {
             RejectReason::ImpossibleValue => "impossible_value",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::RevokedDevice => "revoked_device",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::Replay => "replay",
+            RejectReason::ClockSkew => "clock_skew",
         }
     }
 }
@@ -325,9 +338,17 @@ pub fn decode(bytes: &[u8], topic_stream: Stream) -> Result<Frame, Reject> {
     for s in raw.samples {
         check_ts(s.ts, "sample ts")?;
         let mut values = Vec::with_capacity(s.values.0.len());
+        let mut seen = 0u64; // one bit per channel: the catalogue has fewer than 64
         for (name, v) in s.values.0 {
             let id = ChannelId::from_name(&name)
                 .ok_or_else(|| Reject::new(RejectReason::UnknownChannel, format!("unknown channel {name:?}")))?;
+            if seen & (1 << id.0) != 0 {
+                return Err(Reject::new(
+                    RejectReason::InvalidField,
+                    format!("channel {name} appears twice in one sample"),
+                ));
+            }
+            seen |= 1 << id.0;
             let spec = id.spec();
             if spec.stream != stream {
                 return Err(Reject::new(

@@ -1,0 +1,389 @@
+//! Ingest against a real Kafka-compatible broker (tansu): crashes, broker restarts,
+//! a consumer group of two, and a corpus of bad input.
+
+mod support;
+
+use larmor::pipeline::{simulated_enrolment, simulated_keys};
+use larmor_datasets::live::{LiveConfig, LiveFleet};
+use larmor_datasets::{Fleet, Simulator, Tally};
+use larmor_ingest::dlq::HEADER_REASON;
+use larmor_ingest::kafka::{KafkaConfig, TopicsConfig};
+use larmor_ingest::publish::FramePublisher;
+use larmor_ingest::registry::{Device, DeviceRegistry};
+use larmor_ingest::trust::DeviceKey;
+use larmor_ingest::{ChannelId, Frame, Sample, Stream};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use support::*;
+
+const SEED: u64 = 7;
+const MACHINES: usize = 12;
+
+fn client(brokers: &str) -> ClientConfig {
+    let mut k = KafkaConfig::default();
+    k.properties.insert("enable.idempotence".into(), "false".into());
+    k.client_config(brokers).unwrap()
+}
+
+fn devices() -> Vec<Device> {
+    simulated_enrolment(Fleet::generate(MACHINES, SEED).devices(), SEED)
+}
+
+fn write_registry(dir: &Path) -> PathBuf {
+    let p = dir.join("devices.toml");
+    DeviceRegistry::new(devices()).unwrap().save(&p).unwrap();
+    p
+}
+
+fn publisher(brokers: &str) -> FramePublisher {
+    FramePublisher::new(&client(brokers), &TopicsConfig::default())
+        .unwrap()
+        .with_keys(simulated_keys(&devices(), SEED))
+}
+
+/// The simulated fleet publishing signed frames in the background.
+struct Feeder {
+    fleet: LiveFleet,
+    stop: Arc<AtomicBool>,
+    worker: JoinHandle<u64>,
+}
+
+impl Feeder {
+    fn start(brokers: &str) -> Feeder {
+        let fleet = LiveFleet::new(Simulator::new(Fleet::generate(MACHINES, SEED), SEED));
+        let stop = Arc::new(AtomicBool::new(false));
+        let publisher = publisher(brokers);
+        let worker = {
+            let (fleet, stop) = (fleet.clone(), stop.clone());
+            let live = LiveConfig {
+                rate_hz: 10.0,
+                frame_interval: Duration::from_millis(200),
+            };
+            std::thread::spawn(move || fleet.run(&publisher, live, &stop).expect("publish"))
+        };
+        Feeder { fleet, stop, worker }
+    }
+
+    /// Stops, waits until every frame is acknowledged, returns what was produced.
+    fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let frames = self.worker.join().unwrap();
+        assert!(frames > 100, "only {frames} frames produced");
+        self.fleet.tally.lock().unwrap().clone()
+    }
+}
+
+fn sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn archive_files_by(archive: &Path, writer: &str) -> usize {
+    fn walk(p: &Path, prefix: &str, n: &mut usize) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, prefix, n);
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(archive, &format!("part-{writer}-"), &mut n);
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_leaves_an_exact_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
+    let log = dir.path().join("larmor.log");
+    let feeder = Feeder::start(&tansu.brokers());
+    // Kill points spread over start-up, steady consumption and checkpoints.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for k in 0..5u64 {
+        let mut c = spawn_larmor(&cfg, &log, &[]);
+        sleep(1200 + (seed.wrapping_mul(k + 7919) % 2300));
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+        // Restart after the dead member's session (6 s) expired, as a supervisor with a
+        // restart delay would: tansu 0.6 otherwise keeps assigning partitions to it.
+        sleep(6500);
+    }
+    let produced = feeder.stop();
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    sleep(4000);
+    interrupt(&mut c, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("larmor: Kafka on").count(),
+        6,
+        "five killed runs and a final one"
+    );
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
+    let log = dir.path().join("larmor.log");
+    let feeder = Feeder::start(&tansu.brokers());
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    sleep(3000);
+    tansu.kill();
+    sleep(2000);
+    tansu.restart();
+    sleep(4000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut c, &log);
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_partitions_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg_a = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
+    let cfg_b = write_config(dir.path(), "b", &tansu.brokers(), &registry, "w2", "");
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let archive = dir.path().join("archive");
+    let feeder = Feeder::start(&tansu.brokers());
+    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
+    let mut b = spawn_larmor(&cfg_b, &log_b, &[]);
+    sleep(8000);
+    assert!(
+        archive_files_by(&archive, "w1") > 0,
+        "instance a archived nothing: the group did not share"
+    );
+    assert!(
+        archive_files_by(&archive, "w2") > 0,
+        "instance b archived nothing: the group did not share"
+    );
+    // SIGKILL a mid-stream; its supervisor restarts it. tansu 0.6 expires a dead member
+    // when the group next rebalances (here: the restart joining), not on its own.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    sleep(2000);
+    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
+    sleep(9000);
+    // A clean leave: b takes over every partition a held.
+    interrupt(&mut a, &log_a);
+    sleep(3000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut b, &log_b);
+    let b_log = std::fs::read_to_string(&log_b).unwrap();
+    assert!(
+        b_log
+            .lines()
+            .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == 9),
+        "b took over every partition after a left: {b_log}"
+    );
+    assert_archive_equals(&archive, &produced).await;
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn temperature_frame(machine: &str, seq: u64, ts: i64, channel: &str, value: f64) -> Frame {
+    Frame {
+        machine_id: machine.into(),
+        stream: Stream::Temperature,
+        seq,
+        ts_ms: ts,
+        samples: vec![Sample {
+            ts_ms: ts,
+            values: vec![(ChannelId::from_name(channel).unwrap(), value)],
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_corpus_lands_in_the_dlq_with_reasons_while_good_traffic_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
+    let log = dir.path().join("larmor.log");
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    let publisher = publisher(&tansu.brokers());
+    let topic = TopicsConfig::default().temperature;
+    let key = DeviceKey::simulated(SEED, "MRI-0001");
+    let stranger = DeviceKey::generate().unwrap();
+    let mut sim = Simulator::new(Fleet::generate(MACHINES, SEED), SEED);
+    let mut produced = Tally::default();
+    let good = |sim: &mut Simulator, produced: &mut Tally| {
+        for f in sim.frames(now_ms(), 5, 100) {
+            publisher.send(&f).unwrap();
+            produced.add(&f);
+        }
+    };
+    good(&mut sim, &mut produced);
+
+    let signed = |f: &Frame| {
+        let p = f.encode();
+        let s = key.sign(&p);
+        (p, Some(s))
+    };
+    let resign = |p: Vec<u8>| {
+        let s = key.sign(&p);
+        (p, Some(s))
+    };
+    let base = String::from_utf8(temperature_frame("MRI-0001", 1 << 40, now_ms(), "helium_level_pct", 77.25).encode())
+        .unwrap();
+    let mut corpus: Vec<(&str, Vec<u8>, Option<String>, &str)> = vec![
+        (
+            "broken json",
+            br#"{"version":"1.0","machine_id":"#.to_vec(),
+            None,
+            "malformed_json",
+        ),
+        ("empty", Vec::new(), None, "empty"),
+        (
+            "huge",
+            format!(r#"{{"version":"1.0","pad":"{}"}}"#, "x".repeat(300 << 10)).into_bytes(),
+            None,
+            "too_large",
+        ),
+    ];
+    let mut add = |name, (p, s): (Vec<u8>, Option<String>), reason| corpus.push((name, p, s, reason));
+    add(
+        "wrong type",
+        resign(base.replace("77.25", "\"high\"").into_bytes()),
+        "invalid_field",
+    );
+    add("NaN", resign(base.replace("77.25", "NaN").into_bytes()), "non_finite");
+    add(
+        "Infinity",
+        resign(base.replace("77.25", "\"-Infinity\"").into_bytes()),
+        "non_finite",
+    );
+    add(
+        "impossible",
+        signed(&temperature_frame(
+            "MRI-0001",
+            1 << 40,
+            now_ms(),
+            "helium_level_pct",
+            -5.0,
+        )),
+        "impossible_value",
+    );
+    let unknown = temperature_frame("MRI-9999", 1, now_ms(), "helium_level_pct", 70.0);
+    let p = unknown.encode();
+    let s = stranger.sign(&p);
+    add("unknown device", (p, Some(s)), "unknown_device");
+    let forged = temperature_frame("MRI-0001", 1 << 40, now_ms(), "helium_level_pct", 12.0);
+    let p = forged.encode();
+    let s = stranger.sign(&p);
+    add("bad signature", (p, Some(s)), "bad_signature");
+    add(
+        "clock skew",
+        signed(&temperature_frame(
+            "MRI-0001",
+            1 << 40,
+            now_ms() + 3_600_000,
+            "helium_level_pct",
+            70.0,
+        )),
+        "clock_skew",
+    );
+    // A replay: a frame already delivered (and archived) is sent again.
+    let replayed = sim
+        .frames(now_ms(), 5, 100)
+        .into_iter()
+        .find(|f| f.machine_id == "MRI-0001" && f.stream == Stream::Temperature)
+        .unwrap();
+    publisher.send(&replayed).unwrap();
+    produced.add(&replayed);
+    add("replay", signed(&replayed), "replay");
+
+    for (_, payload, sig, _) in &corpus {
+        publisher
+            .send_with(&topic, b"MRI-0001", payload, sig.as_deref())
+            .unwrap();
+    }
+    for _ in 0..5 {
+        good(&mut sim, &mut produced);
+        sleep(200);
+    }
+    publisher.flush(Duration::from_secs(30)).unwrap();
+    sleep(1500);
+    interrupt(&mut c, &log);
+
+    // Every corpus item is in the DLQ with the right reason.
+    let consumer: BaseConsumer = client(&tansu.brokers()).set("group.id", "dlq-check").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("mri.telemetry.dlq", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut dead: Vec<(Vec<u8>, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dead.len() < corpus.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == HEADER_REASON))
+                .and_then(|h| h.value)
+                .unwrap();
+            dead.push((
+                m.payload().unwrap_or_default().to_vec(),
+                String::from_utf8(reason.to_vec()).unwrap(),
+            ));
+        }
+    }
+    let found: HashMap<&[u8], &str> = dead.iter().map(|(p, r)| (p.as_slice(), r.as_str())).collect();
+    for (name, payload, _, reason) in &corpus {
+        assert_eq!(
+            found.get(payload.as_slice()).copied(),
+            Some(*reason),
+            "corpus item {name:?}"
+        );
+    }
+    assert_eq!(dead.len(), corpus.len(), "nothing else was dead-lettered");
+    // Good traffic, before and after the corpus, is archived exactly once.
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+}
+
+#[test]
+fn a_missing_topic_is_named_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &tansu.brokers(),
+        &registry,
+        "w1",
+        "[topics]\nroom = \"mri.telemetry.nope\"\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_larmor"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("topic mri.telemetry.nope does not exist"), "{err}");
+}

@@ -1,0 +1,246 @@
+//! Test support: a real Kafka-compatible broker (tansu, sqlite storage) on a free
+//! loopback port, `larmor` subprocesses, and archive read-back.
+
+#![allow(dead_code)]
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use larmor_datasets::Tally;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOPICS: [&str; 4] = [
+    "mri.telemetry.temperature",
+    "mri.telemetry.vibration",
+    "mri.telemetry.room",
+    "mri.telemetry.dlq",
+];
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU") {
+        return PathBuf::from(p);
+    }
+    let cargo_bin = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"))
+        .join("bin/tansu");
+    if cargo_bin.exists() {
+        return cargo_bin;
+    }
+    panic!(
+        "tansu is not installed; these tests need a real Kafka-compatible broker: \
+         `cargo install tansu --locked --features dynostore,libsql` (scripts/test does it)"
+    )
+}
+
+/// A tansu broker with sqlite storage in `dir`, on a fixed loopback port across restarts.
+pub struct Tansu {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Tansu {
+    pub fn start(dir: &Path) -> Tansu {
+        let mut t = Tansu {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        t.restart();
+        for topic in TOPICS {
+            let out = Command::new(tansu_bin())
+                .args(["topic", "create", topic, "--partitions", "3", "--broker", &t.url()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "tansu topic create {topic}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        t
+    }
+
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the broker on the same port and storage; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new(tansu_bin())
+            .arg("broker")
+            // tansu resolves the sqlite path against its working directory
+            .current_dir(&self.dir)
+            .arg("--storage-engine")
+            .arg("sqlite://tansu.db")
+            .arg("--listener-url")
+            .arg(self.url())
+            .arg("--advertised-listener-url")
+            .arg(self.url())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start; see {}/tansu.log",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: the broker dies without any shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Writes a larmor.toml for `brokers` with the simulator off and the registry at `registry`.
+pub fn write_config(dir: &Path, name: &str, brokers: &str, registry: &Path, writer: &str, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "larmor-test"
+[kafka.properties]
+"enable.idempotence" = "false"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+[registry]
+path = "{registry}"
+[archive]
+path = "{archive}"
+max_buffer_age = "300ms"
+writer_id = "{writer}"
+[simulator]
+enabled = false
+[alerts]
+outbox = "{outbox}"
+[metrics]
+listen = "127.0.0.1:0"
+[run]
+summary_interval = "1s"
+drain_timeout = "60s"
+{extra}
+"#,
+            registry = registry.display(),
+            archive = dir.join("archive").display(),
+            outbox = dir.join("outbox").display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Starts `larmor run --config CFG` as a subprocess, its output appended to `log`.
+pub fn spawn_larmor(cfg: &Path, log: &Path, extra_args: &[&str]) -> Child {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_larmor"))
+        .args(["--log", "info", "run", "--config"])
+        .arg(cfg)
+        .args(extra_args)
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("start larmor")
+}
+
+/// Ctrl-C: a clean stop (drain, flush, commit); waits for the exit.
+pub fn interrupt(child: &mut Child, log: &Path) {
+    unsafe_sigint(child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "larmor exited with {status}; see {}", log.display());
+            return;
+        }
+        assert!(Instant::now() < deadline, "larmor did not stop; see {}", log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn unsafe_sigint(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Count and sum per (machine, channel) in the archive.
+pub async fn archive_cells(archive: &Path) -> BTreeMap<(String, String), (u64, f64)> {
+    let ctx = larmor_analytics::sql::open_archive(archive).await.unwrap();
+    let batches = larmor_analytics::sql::run(
+        &ctx,
+        "SELECT machine_id, channel, count(*) AS n, sum(value) AS s FROM readings GROUP BY machine_id, channel",
+    )
+    .await
+    .unwrap();
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let (m, c) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+        let (n, s) = (
+            b.column(2).as_primitive::<Int64Type>(),
+            b.column(3).as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            out.insert(
+                (m.value(i).to_string(), c.value(i).to_string()),
+                (n.value(i) as u64, s.value(i)),
+            );
+        }
+    }
+    out
+}
+
+/// Asserts the archive holds exactly what was produced: no loss, no duplicate.
+pub async fn assert_archive_equals(archive: &Path, produced: &Tally) {
+    let archived = archive_cells(archive).await;
+    let total: u64 = archived.values().map(|v| v.0).sum();
+    assert_eq!(total, produced.readings(), "archived vs produced readings");
+    assert_eq!(archived.len(), produced.cells.len());
+    for (cell, (n, s)) in &produced.cells {
+        let (an, asum) = archived
+            .get(cell)
+            .unwrap_or_else(|| panic!("{cell:?} missing from the archive"));
+        assert_eq!(an, n, "count of {cell:?}");
+        assert!(
+            (asum - s).abs() <= 1e-9 * s.abs().max(1.0),
+            "sum of {cell:?}: {asum} vs {s}"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The whole slice on the embedded Kafka cluster: simulator → Kafka → ingest →
+//! archive + detectors → alerts → outboxes, with `/metrics` checked against the archive.
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use larmor::config::LarmorConfig;
+use larmor::pipeline::Pipeline;
+use larmor_analytics::sql;
+use larmor_ingest::dlq::HEADER_REASON;
+use larmor_ingest::publish::FramePublisher;
+use larmor_ingest::{ChannelId, Stream};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// Sum of every sample of a metric family in Prometheus text format.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_slice_on_the_embedded_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LarmorConfig::default();
+    cfg.archive.path = dir.path().join("archive");
+    cfg.archive.max_buffer_age = Duration::from_secs(1);
+    cfg.alerts.outbox = dir.path().join("outbox");
+    cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.simulator.machines = 20;
+    cfg.simulator.rate_hz = 20.0;
+    cfg.simulator.frame_interval = Duration::from_millis(200);
+    let mut p = tokio::task::block_in_place(|| Pipeline::start(cfg)).unwrap();
+
+    // Faults injected through the simulator, so they are ordinary signed-and-sequenced frames.
+    let helium = ChannelId::from_name("helium_level_pct").unwrap();
+    let oxygen = ChannelId::from_name("room_o2_pct").unwrap();
+    let (helium_machine, oxygen_machine) = ("MRI-0002", "MRI-0003");
+    let maker = p.registry.get(helium_machine).unwrap().manufacturer.clone();
+    {
+        let fleet = p.fleet.clone().unwrap();
+        let mut sim = fleet.simulator.lock().unwrap();
+        assert!(sim.inject(helium_machine, helium, 12.0));
+        assert!(sim.inject(oxygen_machine, oxygen, 18.0));
+    }
+    // A malformed message straight onto the temperature topic.
+    let malformed = br#"{"version":"1.0","machine_id":"MRI-0001","stream":"#.to_vec();
+    let publisher = FramePublisher::new(&p.config.kafka.client_config(&p.brokers).unwrap(), &p.config.topics).unwrap();
+    publisher
+        .send_raw(&p.config.topics.temperature, b"MRI-0001", &malformed)
+        .unwrap();
+    publisher.flush(Duration::from_secs(10)).unwrap();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let report = tokio::task::block_in_place(|| p.stop()).unwrap();
+    assert!(report.source.drained, "every produced message was consumed before stop");
+    let produced = report.produced.clone().unwrap();
+    assert!(
+        produced.readings() > 10_000,
+        "the simulator produced {}",
+        produced.readings()
+    );
+
+    // 1. The archive holds every produced reading exactly once.
+    let ctx = sql::open_archive(&p.config.archive.path).await.unwrap();
+    let batches = sql::run(
+        &ctx,
+        "SELECT machine_id, channel, count(*) AS n, sum(value) AS s FROM readings GROUP BY machine_id, channel",
+    )
+    .await
+    .unwrap();
+    let mut archived = BTreeMap::new();
+    for b in &batches {
+        let (m, c) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+        let (n, s) = (
+            b.column(2).as_primitive::<Int64Type>(),
+            b.column(3).as_primitive::<Float64Type>(),
+        );
+        for i in 0..b.num_rows() {
+            archived.insert(
+                (m.value(i).to_string(), c.value(i).to_string()),
+                (n.value(i) as u64, s.value(i)),
+            );
+        }
+    }
+    assert_eq!(archived.len(), produced.cells.len(), "same machine/channel cells");
+    for (cell, (n, s)) in &produced.cells {
+        let (an, asum) = archived
+            .get(cell)
+            .unwrap_or_else(|| panic!("{cell:?} missing from the archive"));
+        assert_eq!(an, n, "count of {cell:?}");
+        assert!(
+            (asum - s).abs() <= 1e-9 * s.abs().max(1.0),
+            "sum of {cell:?}: {asum} vs {s}"
+        );
+    }
+    let total: u64 = archived.values().map(|v| v.0).sum();
+    assert_eq!(total, produced.readings());
+    assert_eq!(report.source.archived_rows, total);
+
+    // 2. The out-of-range readings alerted the admin, and the machine fault only its maker.
+    let outbox = &p.config.alerts.outbox;
+    let admin = read_jsonl(&outbox.join("admin/alerts.jsonl"));
+    let hit = |v: &serde_json::Value, m: &str, c: &str| v["machine_id"] == m && v["channels"][0] == c;
+    assert!(
+        admin.iter().any(|a| hit(a, helium_machine, "helium_level_pct")),
+        "{admin:?}"
+    );
+    assert!(admin.iter().any(|a| hit(a, oxygen_machine, "room_o2_pct")), "{admin:?}");
+    let makers = p.registry.manufacturers();
+    assert_eq!(makers.len(), 3);
+    for m in &makers {
+        let notices = read_jsonl(&outbox.join("manufacturer").join(m).join("alerts.jsonl"));
+        let has_helium = notices.iter().any(|a| hit(a, helium_machine, "helium_level_pct"));
+        assert_eq!(
+            has_helium,
+            *m == maker,
+            "helium alert reaches {maker} only (checked {m})"
+        );
+        // 3. No room-sensor value reaches any manufacturer, and only its own machines do.
+        for n in &notices {
+            assert_ne!(n["stream"], "room", "room data leaked to {m}: {n}");
+            let ch = n["channels"][0].as_str().unwrap();
+            assert_ne!(ChannelId::from_name(ch).unwrap().stream(), Stream::Room);
+            assert_eq!(
+                p.registry.get(n["machine_id"].as_str().unwrap()).unwrap().manufacturer,
+                *m
+            );
+            assert!(n.get("site").is_none());
+        }
+    }
+
+    // 4. The malformed message is in the dead-letter topic with its reason.
+    let consumer: BaseConsumer = p
+        .config
+        .kafka
+        .client_config(&p.brokers)
+        .unwrap()
+        .set("group.id", "test-dlq-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..p.config.topics.partitions {
+        tpl.add_partition_offset(&p.config.topics.dlq, part, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200))
+            && m.payload() == Some(&malformed[..])
+        {
+            let reason = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == HEADER_REASON)
+                    .and_then(|h| h.value.map(|v| v.to_vec()))
+            });
+            found = Some(String::from_utf8(reason.unwrap()).unwrap());
+        }
+    }
+    assert_eq!(found.as_deref(), Some("malformed_json"));
+
+    // 5. /metrics agrees with the archive.
+    let text = scrape(p.metrics_addr()).await;
+    assert_eq!(metric_sum(&text, "larmor_archive_readings_total"), total as f64);
+    assert_eq!(metric_sum(&text, "larmor_ingest_readings_total"), total as f64);
+    assert_eq!(metric_sum(&text, "larmor_dlq_messages_total"), 1.0);
+    assert!(text.contains("larmor_dlq_messages_total{reason=\"malformed_json\"} 1"));
+    assert_eq!(
+        metric_sum(&text, "larmor_alerts_total"),
+        (admin.len() + 1) as f64,
+        "admin notices + one maker notice"
+    );
+}
