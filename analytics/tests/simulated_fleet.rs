@@ -262,6 +262,10 @@ fn healthy_machines_stay_within_the_false_positive_budget() {
         }
     }
     // Budget: at most one anomaly per detector per 200 machine-days (3 here), none from the threshold.
+    println!(
+        "600 healthy machine-days: {:?}",
+        per_detector.iter().map(|(d, f)| (d, f.len())).collect::<Vec<_>>()
+    );
     for (detector, found) in &per_detector {
         let budget = if *detector == "threshold" { 0 } else { 3 };
         assert!(

@@ -1,18 +1,16 @@
 //! The whole slice on the embedded Kafka cluster: simulator → Kafka → ingest →
 //! archive + detectors → alerts → outboxes, with `/metrics` checked against the archive.
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+mod support;
+
 use larmor::config::LarmorConfig;
 use larmor::pipeline::Pipeline;
-use larmor_analytics::sql;
 use larmor_ingest::dlq::HEADER_REASON;
 use larmor_ingest::publish::FramePublisher;
 use larmor_ingest::{ChannelId, Stream};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -86,40 +84,8 @@ async fn whole_slice_on_the_embedded_cluster() {
     );
 
     // 1. The archive holds every produced reading exactly once.
-    let ctx = sql::open_archive(&p.config.archive.path).await.unwrap();
-    let batches = sql::run(
-        &ctx,
-        "SELECT machine_id, channel, count(*) AS n, sum(value) AS s FROM readings GROUP BY machine_id, channel",
-    )
-    .await
-    .unwrap();
-    let mut archived = BTreeMap::new();
-    for b in &batches {
-        let (m, c) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
-        let (n, s) = (
-            b.column(2).as_primitive::<Int64Type>(),
-            b.column(3).as_primitive::<Float64Type>(),
-        );
-        for i in 0..b.num_rows() {
-            archived.insert(
-                (m.value(i).to_string(), c.value(i).to_string()),
-                (n.value(i) as u64, s.value(i)),
-            );
-        }
-    }
-    assert_eq!(archived.len(), produced.cells.len(), "same machine/channel cells");
-    for (cell, (n, s)) in &produced.cells {
-        let (an, asum) = archived
-            .get(cell)
-            .unwrap_or_else(|| panic!("{cell:?} missing from the archive"));
-        assert_eq!(an, n, "count of {cell:?}");
-        assert!(
-            (asum - s).abs() <= 1e-9 * s.abs().max(1.0),
-            "sum of {cell:?}: {asum} vs {s}"
-        );
-    }
-    let total: u64 = archived.values().map(|v| v.0).sum();
-    assert_eq!(total, produced.readings());
+    support::assert_archive_equals(&p.config.archive.path, &produced).await;
+    let total = produced.readings();
     assert_eq!(report.source.archived_rows, total);
 
     // 2. The out-of-range readings alerted the admin, and the machine fault only its maker.

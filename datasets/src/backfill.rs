@@ -7,10 +7,11 @@
 //! - `machines.csv`, `service_history.csv`, `devices.toml`: the fleet;
 //! - `schedules/<machine>.ics`: the scan schedules.
 //!
-//! Machines are split into fixed groups (by id) and each worker thread takes a
-//! group through every day, writing one file per (day, stream) per group. Each
-//! machine's readings come out already in time order, so nothing is sorted, and
-//! the output does not depend on the number of threads.
+//! Machines are split into fixed groups (by id). A simulating thread takes a
+//! group through every day and hands each (day, stream) file's columns to a pool
+//! of writer threads, which build the Arrow batch and encode it (the bulk of
+//! the work). Each machine's readings come out already in time order, so nothing
+//! is sorted, and the output does not depend on the number of threads.
 
 use crate::events;
 use crate::fleet::{Fleet, machines_csv, service_history_csv};
@@ -25,8 +26,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use larmor_ingest::archive::{partition_dir, schema, write_durably};
 use larmor_ingest::{CATALOG, DeviceRegistry, Stream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What to generate.
@@ -44,8 +46,9 @@ pub struct BackfillConfig {
     /// Machines per archive file (per day and stream). Part of the output's
     /// shape, so it is fixed rather than derived from the number of threads.
     pub machines_per_file: usize,
-    /// Worker threads; 0 = one per group, up to twice the cores (a worker
-    /// waiting on fsync leaves its core to another). The output does not depend on it.
+    /// Threads encoding and writing files (the bulk of the work); 0 = one more
+    /// than the cores. Besides them, up to one thread per core simulates, one
+    /// group at a time. The output does not depend on it.
     pub threads: usize,
     /// zstd level of the archive files.
     pub zstd_level: i32,
@@ -144,14 +147,14 @@ pub enum BackfillError {
         "{0} already holds a generated dataset; pick an empty directory, or pass --force to replace its dataset files"
     )]
     OutputExists(PathBuf),
-    #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackfillError + '_ {
-    move |source| BackfillError::Io {
+    move |error| BackfillError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -167,10 +170,11 @@ pub struct BackfillReport {
     pub total_bytes: u64,
     pub events: usize,
     pub elapsed: Duration,
-    /// Summed over workers: time spent simulating, and building and writing files
+    /// Summed over threads: time spent simulating, and building and writing files
     /// (Parquet encoding, zstd, fsync).
     pub simulate_time: Duration,
     pub write_time: Duration,
+    /// Simulating plus writing threads.
     pub threads: usize,
 }
 
@@ -212,34 +216,63 @@ pub fn generate(config: &BackfillConfig, progress: &mut dyn FnMut(u64, u64)) -> 
 
     let groups = machine_groups(&scenario.fleet, config.machines_per_file);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let workers = match config.threads {
-        0 => 2 * cores,
+    // Encoding dominates: one more writer than cores keeps them busy while one
+    // waits on fsync. Simulation is light; each group is one thread's sequence of days.
+    let writers = match config.threads {
+        0 => cores + 1,
         n => n,
-    }
-    .min(groups.len())
-    .max(1);
+    };
+    let simulators = writers.min(cores).min(groups.len()).max(1);
     let total = config.machines as u64 * u64::from(config.days);
     let done = AtomicU64::new(0);
     let next_group = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
-    let results: Vec<Result<GroupStats, BackfillError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut stats = GroupStats::default();
-                    loop {
-                        let g = next_group.fetch_add(1, Ordering::Relaxed) as usize;
-                        if g >= groups.len() || failed.load(Ordering::Relaxed) {
-                            return Ok(stats);
-                        }
-                        if let Err(e) = write_group(config, &scenario, g, &groups[g], &done, &failed, &mut stats) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(e);
-                        }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<FileJob>(2 * writers);
+    let rx = Mutex::new(rx);
+    let results: Vec<Result<WorkerStats, BackfillError>> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for _ in 0..simulators {
+            let tx = tx.clone();
+            let (groups, next_group) = (&groups, &next_group);
+            let shared = Shared {
+                config,
+                scenario: &scenario,
+                done: &done,
+                failed: &failed,
+            };
+            handles.push(s.spawn(move || {
+                let mut stats = WorkerStats::default();
+                loop {
+                    let g = next_group.fetch_add(1, Ordering::Relaxed) as usize;
+                    if g >= groups.len() || shared.failed.load(Ordering::Relaxed) {
+                        return Ok(stats);
                     }
-                })
-            })
-            .collect();
+                    if let Err(e) = simulate_group(&shared, g, &groups[g], &tx, &mut stats) {
+                        shared.failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }));
+        }
+        drop(tx); // the writers stop once every simulator has hung up
+        for _ in 0..writers {
+            let (rx, failed) = (&rx, &failed);
+            handles.push(s.spawn(move || {
+                let mut stats = WorkerStats::default();
+                let mut error = None;
+                // Keep draining after an error, so no simulator blocks on a full queue.
+                while let Ok(job) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                    if failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if let Err(e) = write_job(config, job, &mut stats) {
+                        failed.store(true, Ordering::Relaxed);
+                        error.get_or_insert(e);
+                    }
+                }
+                error.map_or(Ok(stats), Err)
+            }));
+        }
         while !handles.iter().all(|h| h.is_finished()) {
             progress(done.load(Ordering::Relaxed), total);
             std::thread::sleep(Duration::from_millis(100));
@@ -256,7 +289,7 @@ pub fn generate(config: &BackfillConfig, progress: &mut dyn FnMut(u64, u64)) -> 
 
     let mut report = BackfillReport {
         events: events.len(),
-        threads: workers,
+        threads: simulators + writers,
         ..Default::default()
     };
     for r in results {
@@ -331,7 +364,7 @@ fn machine_groups(fleet: &Fleet, per_group: usize) -> Vec<Vec<usize>> {
 }
 
 #[derive(Default)]
-struct GroupStats {
+struct WorkerStats {
     readings_by_stream: [u64; 3],
     files: usize,
     bytes: u64,
@@ -357,7 +390,7 @@ impl StreamColumns {
     }
 
     /// Builds the archive batch and empties the buffers.
-    fn take_batch(&mut self, ids: &[&str]) -> datafusion::arrow::error::Result<RecordBatch> {
+    fn take_batch(&mut self, ids: &[String]) -> datafusion::arrow::error::Result<RecordBatch> {
         let rows = self.ts.len();
         let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
         offsets.push(0);
@@ -397,18 +430,40 @@ fn string_array(offsets: Vec<i32>, bytes: Vec<u8>) -> datafusion::arrow::error::
     )
 }
 
-/// Every day of one machine group: readings into the archive, then the group's schedules.
-fn write_group(
-    config: &BackfillConfig,
-    scenario: &Scenario,
+/// One (day, stream) file of one group, from a simulating thread to a writer.
+struct FileJob {
+    day: i64,
+    stream: Stream,
+    group: usize,
+    columns: StreamColumns,
+    ids: Arc<[String]>,
+}
+
+/// What every simulating thread shares.
+struct Shared<'a> {
+    config: &'a BackfillConfig,
+    scenario: &'a Scenario,
+    /// Machine-days simulated.
+    done: &'a AtomicU64,
+    failed: &'a AtomicBool,
+}
+
+/// Every day of one machine group, handed to the writers a file at a time; then the group's schedules.
+fn simulate_group(
+    shared: &Shared<'_>,
     group: usize,
     machines: &[usize],
-    done: &AtomicU64,
-    failed: &AtomicBool,
-    stats: &mut GroupStats,
+    files: &SyncSender<FileJob>,
+    stats: &mut WorkerStats,
 ) -> Result<(), BackfillError> {
+    let Shared {
+        config,
+        scenario,
+        done,
+        failed,
+    } = *shared;
     let fleet = &scenario.fleet;
-    let ids: Vec<&str> = machines.iter().map(|&m| fleet.machines[m].id.as_str()).collect();
+    let ids: Arc<[String]> = machines.iter().map(|&m| fleet.machines[m].id.clone()).collect();
     let mut runs: Vec<MachineRun> = machines
         .iter()
         .map(|&m| MachineRun::new(&fleet.machines[m], m, scenario.plans[m].clone(), scenario.seed))
@@ -417,14 +472,12 @@ fn write_group(
     let per_stream: [usize; 3] = std::array::from_fn(|s| stream_index.iter().filter(|&&k| k == s).count());
     let res = config.resolution_ms();
     let instants = (DAY_MS / res) as usize;
-    let mut columns: [StreamColumns; 3] = Default::default();
-    let archive = config.out.join("archive");
-    let name = format!("part-backfill-{group:04}.parquet");
     for day in config.start_day..config.start_day + i64::from(config.days) {
         if failed.load(Ordering::Relaxed) {
             return Ok(());
         }
         let clock = Instant::now();
+        let mut columns: [StreamColumns; 3] = Default::default();
         for (s, c) in columns.iter_mut().enumerate() {
             c.reserve(instants * machines.len() * per_stream[s]);
         }
@@ -447,26 +500,22 @@ fn write_group(
                 }
             }
         }
-        let simulated = Instant::now();
-        stats.simulate_time += simulated - clock;
-        for stream in Stream::ALL {
-            let col = &mut columns[stream.index()];
-            if col.ts.is_empty() {
+        stats.simulate_time += clock.elapsed();
+        for (stream, columns) in Stream::ALL.into_iter().zip(columns) {
+            if columns.ts.is_empty() {
                 continue;
             }
-            let rows = col.ts.len() as u64;
-            let batch = col.take_batch(&ids).map_err(|e| BackfillError::Io {
-                path: archive.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            let dir = archive.join(partition_dir(day, stream));
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-            write_durably(&dir, &name, &batch, config.zstd_level).map_err(io(&dir.join(&name)))?;
-            stats.files += 1;
-            stats.bytes += std::fs::metadata(dir.join(&name)).map(|m| m.len()).unwrap_or(0);
-            stats.readings_by_stream[stream.index()] += rows;
+            let job = FileJob {
+                day,
+                stream,
+                group,
+                columns,
+                ids: ids.clone(),
+            };
+            if files.send(job).is_err() {
+                return Ok(()); // the writers are gone: they failed and say why
+            }
         }
-        stats.write_time += simulated.elapsed();
         done.fetch_add(machines.len() as u64, Ordering::Relaxed);
     }
     let (from, to) = (
@@ -479,6 +528,25 @@ fn write_group(
         let cal = calendar(machine, m, scenario.seed, &scenario.plans[m], from, to);
         write_file(&path, cal.as_bytes())?;
     }
+    Ok(())
+}
+
+/// Builds one archive file and writes it durably.
+fn write_job(config: &BackfillConfig, mut job: FileJob, stats: &mut WorkerStats) -> Result<(), BackfillError> {
+    let clock = Instant::now();
+    let dir = config.out.join("archive").join(partition_dir(job.day, job.stream));
+    let name = format!("part-backfill-{:04}.parquet", job.group);
+    let rows = job.columns.ts.len() as u64;
+    let batch = job.columns.take_batch(&job.ids).map_err(|e| BackfillError::Io {
+        path: dir.join(&name),
+        error: std::io::Error::other(e),
+    })?;
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    write_durably(&dir, &name, &batch, config.zstd_level).map_err(io(&dir.join(&name)))?;
+    stats.files += 1;
+    stats.bytes += std::fs::metadata(dir.join(&name)).map(|m| m.len()).unwrap_or(0);
+    stats.readings_by_stream[job.stream.index()] += rows;
+    stats.write_time += clock.elapsed();
     Ok(())
 }
 

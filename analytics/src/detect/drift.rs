@@ -142,16 +142,33 @@ pub struct DriftKernel {
     sigma: f64,
     tick: u32,
     score: f64,
+    /// Reciprocals: multiplications in the hot path.
+    inv: Inverses,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Inverses {
+    sigma: f64,
+    tau_ms: f64,
+    threshold: f64,
+    cusum_limit: f64,
 }
 
 impl Kernel for DriftKernel {
     type Config = DriftParams;
 
     fn new(p: &DriftParams) -> Self {
+        let recent_decay = Decay::new(p.recent_half_life);
         DriftKernel {
+            inv: Inverses {
+                sigma: 0.0,
+                tau_ms: 1.0 / recent_decay.tau_ms(),
+                threshold: 1.0 / p.threshold,
+                cusum_limit: 1.0 / p.cusum_limit,
+            },
             p: *p,
             recent: EwStats::default(),
-            recent_decay: Decay::new(p.recent_half_life),
+            recent_decay,
             winsor: Winsor::default(),
             base: Baseline::new(p.baseline_half_life, p.relearn_after),
             warm: WarmUp::new(30, p.warm_up),
@@ -196,20 +213,17 @@ impl Kernel for DriftKernel {
             // The spread moves on a scale of days: a square root every 16th reading is plenty.
             if self.tick & 15 == 0 || self.sigma == 0.0 {
                 self.sigma = b.std().max(self.res.get()).max(1e-9 * b.mean.abs());
+                self.inv.sigma = if self.sigma > 0.0 { 1.0 / self.sigma } else { 0.0 };
             }
             self.tick = self.tick.wrapping_add(1);
-            self.z = if self.sigma > 0.0 {
-                (r - b.mean) / self.sigma
-            } else {
-                0.0
-            };
+            self.z = (r - b.mean) * self.inv.sigma;
             // CUSUM steps are weighted by elapsed time, so the limit means the same at any sampling rate.
-            let step = (dt.max(0) as f64 / self.recent_decay.tau_ms()).min(1.0);
+            let step = (dt.max(0) as f64 * self.inv.tau_ms).min(1.0);
             let k = self.p.cusum_slack;
             let cap = 2.0 * self.p.cusum_limit;
             self.up = (self.up + (self.z - k) * step).clamp(0.0, cap);
             self.down = (self.down + (-self.z - k) * step).clamp(0.0, cap);
-            let ratio = (self.z.abs() / self.p.threshold).max(self.up.max(self.down) / self.p.cusum_limit);
+            let ratio = (self.z.abs() * self.inv.threshold).max(self.up.max(self.down) * self.inv.cusum_limit);
             out = score(ratio);
             near = Near::of(self.z, ratio);
         }

@@ -125,17 +125,25 @@ pub struct RateKernel {
     sigma: f64,
     tick: u32,
     z: f64,
+    // Reciprocals: multiplications in the hot path.
+    inv_sigma: f64,
+    inv_tau_h: f64,
+    inv_threshold: f64,
 }
 
 impl Kernel for RateKernel {
     type Config = RateParams;
 
     fn new(p: &RateParams) -> Self {
+        let fast_decay = Decay::new(p.smoothing);
         RateKernel {
+            inv_sigma: 0.0,
+            inv_tau_h: HOUR_MS / fast_decay.tau_ms(),
+            inv_threshold: 1.0 / p.threshold,
             p: *p,
             fast: EwStats::default(),
             slow: EwStats::default(),
-            fast_decay: Decay::new(p.smoothing),
+            fast_decay,
             slow_decay: Decay::new(p.smoothing * 2),
             winsor: Winsor::default(),
             base: Baseline::new(p.baseline_half_life, p.relearn_after),
@@ -168,8 +176,7 @@ impl Kernel for RateKernel {
         self.fast.push(x, af);
         self.slow.push(x, as_);
         // Lag difference of the two EWMAs is one fast time constant.
-        let tau_h = self.fast_decay.tau_ms() / HOUR_MS;
-        self.slope = (self.fast.mean - self.slow.mean) / tau_h;
+        self.slope = (self.fast.mean - self.slow.mean) * self.inv_tau_h;
         let warm = self.warm.tick(ts_ms);
         let mut out = 0.0;
         let mut near = Near::Typical;
@@ -178,11 +185,12 @@ impl Kernel for RateKernel {
             // Floor: one resolution step per time constant is the smallest slope a quantised
             // sensor shows. The spread moves slowly: a square root every 16th reading is plenty.
             if self.tick & 15 == 0 || self.sigma == 0.0 {
-                self.sigma = b.std().max(self.res.get() / tau_h).max(1e-12);
+                self.sigma = b.std().max(self.res.get() * self.inv_tau_h).max(1e-12);
+                self.inv_sigma = 1.0 / self.sigma;
             }
             self.tick = self.tick.wrapping_add(1);
-            self.z = (self.slope - b.mean) / self.sigma;
-            let ratio = self.z.abs() / self.p.threshold;
+            self.z = (self.slope - b.mean) * self.inv_sigma;
+            let ratio = self.z.abs() * self.inv_threshold;
             out = score(ratio);
             // Slopes recur (each morning's load), so their spread learns from everything below
             // the release level; a slow acceleration is the drift detector's business.
