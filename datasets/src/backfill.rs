@@ -46,8 +46,8 @@ pub struct BackfillConfig {
     /// Machines per archive file (per day and stream). Part of the output's
     /// shape, so it is fixed rather than derived from the number of threads.
     pub machines_per_file: usize,
-    /// Threads encoding and writing files (the bulk of the work); 0 = one more
-    /// than the cores. Besides them, up to one thread per core simulates, one
+    /// Threads encoding and writing files (the bulk of the work); 0 = twice
+    /// the cores. Besides them, up to one thread per core simulates, one
     /// group at a time. The output does not depend on it.
     pub threads: usize,
     /// zstd level of the archive files.
@@ -216,10 +216,12 @@ pub fn generate(config: &BackfillConfig, progress: &mut dyn FnMut(u64, u64)) -> 
 
     let groups = machine_groups(&scenario.fleet, config.machines_per_file);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // Encoding dominates: one more writer than cores keeps them busy while one
-    // waits on fsync. Simulation is light; each group is one thread's sequence of days.
+    // Encoding dominates: twice as many writers as cores keeps every core busy
+    // while some wait on fsync (measured: 89 s vs 100 s with cores + 1 for the
+    // 100-machine year on 2 cores). Simulation is light; each group is one
+    // thread's sequence of days.
     let writers = match config.threads {
-        0 => cores + 1,
+        0 => 2 * cores,
         n => n,
     };
     let simulators = writers.min(cores).min(groups.len()).max(1);
@@ -261,7 +263,10 @@ pub fn generate(config: &BackfillConfig, progress: &mut dyn FnMut(u64, u64)) -> 
                 let mut stats = WorkerStats::default();
                 let mut error = None;
                 // Keep draining after an error, so no simulator blocks on a full queue.
-                while let Ok(job) = rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                loop {
+                    // Its own statement, so the lock is released before the job is written.
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else { break };
                     if failed.load(Ordering::Relaxed) {
                         continue;
                     }

@@ -35,7 +35,7 @@ pub struct GenerateArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Threads encoding files (default: cores + 1). The output does not depend on it.
+    /// Threads encoding files (default: twice the cores). The output does not depend on it.
     #[arg(long)]
     threads: Option<usize>,
     /// Replace a dataset generated earlier in --out (only the files a dataset consists of).
