@@ -51,6 +51,10 @@ enum Command {
         duration: Option<Duration>,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Simulated time per wall-clock time: 3600 sends one simulated hour per second.
+        /// Timestamps then run ahead of the clock: raise `[trust] max_clock_skew` on the receiving side.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
         /// Settings file for topics and TLS/SASL (its brokers are ignored).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -98,8 +102,9 @@ fn main() -> std::process::ExitCode {
                 rate,
                 duration,
                 seed,
+                speed,
                 config,
-            } => commands::simulate::simulate(brokers, machines, rate, duration, seed, config).await,
+            } => commands::simulate::simulate(brokers, machines, rate, duration, seed, speed, config).await,
             Command::Device(cmd) => commands::device::device(cmd),
             Command::Archive(cmd) => commands::archive::archive(cmd),
             Command::Dataset(cmd) => commands::dataset::dataset(cmd),

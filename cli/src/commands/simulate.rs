@@ -16,6 +16,7 @@ pub async fn simulate(
     rate: f64,
     duration: Option<Duration>,
     seed: u64,
+    speed: f64,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;
@@ -24,7 +25,7 @@ pub async fn simulate(
     let generated = Fleet::generate(machines, seed);
     let devices = larmor::pipeline::simulated_enrolment(generated.devices(), seed);
     let publisher = publisher.with_keys(larmor::pipeline::simulated_keys(&devices, seed));
-    let fleet = LiveFleet::new(Simulator::new(generated, seed));
+    let fleet = LiveFleet::new(Simulator::new(generated, seed)).with_speed(speed);
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let (fleet, stop) = (fleet.clone(), stop.clone());
