@@ -337,7 +337,6 @@ pub fn write_durably(dir: &Path, name: &str, batch: &RecordBatch, zstd_level: i3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Sample;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
@@ -356,16 +355,7 @@ mod tests {
             ("A", day1 + 1),
             ("A", day1 + 86_400_000),
         ] {
-            w.append(&Frame {
-                machine_id: m.into(),
-                stream: Stream::Temperature,
-                seq: 1,
-                ts_ms: ts,
-                samples: vec![Sample {
-                    ts_ms: ts,
-                    values: vec![(he, 50.0)],
-                }],
-            });
+            w.append(&Frame::single(m, Stream::Temperature, 1, ts, he, 50.0));
         }
         assert_eq!(w.buffered_rows(), 4);
         let stats = w.flush().unwrap();

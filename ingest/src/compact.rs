@@ -135,7 +135,7 @@ pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::archive::{ArchiveConfig, ArchiveWriter};
-    use crate::{ChannelId, Frame, Sample, Stream};
+    use crate::{ChannelId, Frame, Stream};
 
     fn dump(root: &Path) -> (Vec<String>, usize) {
         let mut rows = Vec::new();
@@ -165,16 +165,14 @@ mod tests {
             .unwrap();
             for m in ["B", "A", "C"] {
                 let ts = 1_764_288_000_000 + round * 1000;
-                w.append(&Frame {
-                    machine_id: m.into(),
-                    stream: Stream::Temperature,
-                    seq: 1,
-                    ts_ms: ts,
-                    samples: vec![Sample {
-                        ts_ms: ts,
-                        values: vec![(he, 70.0 + round as f64 / 3.0)],
-                    }],
-                });
+                w.append(&Frame::single(
+                    m,
+                    Stream::Temperature,
+                    1,
+                    ts,
+                    he,
+                    70.0 + round as f64 / 3.0,
+                ));
             }
             w.flush().unwrap();
         }

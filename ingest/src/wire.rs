@@ -40,6 +40,20 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame holding one reading (tools and tests).
+    pub fn single(machine_id: &str, stream: Stream, seq: u64, ts_ms: i64, channel: ChannelId, value: f64) -> Frame {
+        Frame {
+            machine_id: machine_id.to_string(),
+            stream,
+            seq,
+            ts_ms,
+            samples: vec![Sample {
+                ts_ms,
+                values: vec![(channel, value)],
+            }],
+        }
+    }
+
     pub fn reading_count(&self) -> usize {
         self.samples.iter().map(|s| s.values.len()).sum()
     }
