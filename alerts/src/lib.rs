@@ -3,9 +3,11 @@
 //! Each party gets only what it may see.
 
 pub mod alert;
+pub mod log;
 pub mod outbox;
 pub mod pipeline;
 
 pub use alert::{Alert, ManufacturerNotice, Severity};
+pub use log::AlertLog;
 pub use outbox::Party;
 pub use pipeline::{AlertMetrics, AlertPipeline, AlertsConfig, Outcome};

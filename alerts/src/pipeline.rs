@@ -73,10 +73,12 @@ impl AlertMetrics {
 }
 
 /// What happened to one anomaly.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub delivered_to: Vec<String>,
     pub deduplicated: bool,
+    /// The alert made from the anomaly, unless the dedup stage dropped it.
+    pub alert: Option<Alert>,
 }
 
 pub struct AlertPipeline {
@@ -119,6 +121,7 @@ impl AlertPipeline {
             return Outcome {
                 delivered_to: vec![],
                 deduplicated: true,
+                alert: None,
             };
         }
         self.last_sent.insert(key, alert.ts_ms);
@@ -129,6 +132,7 @@ impl AlertPipeline {
         if let Some(notice) = alert.for_manufacturer() {
             self.deliver(Party::Manufacturer(alert.manufacturer.clone()), &notice, &mut outcome);
         }
+        outcome.alert = Some(alert);
         outcome
     }
 

@@ -21,7 +21,8 @@ pub enum QueryError {
     Format(String),
 }
 
-/// A DataFusion session with the archive registered as `readings`.
+/// A DataFusion session with the archive registered as `readings`, and the
+/// other tables of its data directory (see [`crate::tables`]).
 pub async fn open_archive(archive: &Path) -> Result<SessionContext, QueryError> {
     if !archive.is_dir() {
         return Err(QueryError::NoArchive(archive.display().to_string()));
@@ -35,6 +36,7 @@ pub async fn open_archive(archive: &Path) -> Result<SessionContext, QueryError> 
     let url = format!("{}/", abs.display());
     ctx.register_listing_table("readings", &url, options, Some(larmor_ingest::archive::schema()), None)
         .await?;
+    crate::tables::register_side_tables(&ctx, &crate::tables::DataDir::around(&abs)).await?;
     Ok(ctx)
 }
 

@@ -3,13 +3,16 @@
 //! outboxes, with the simulator feeding Kafka and `/metrics` watching it all.
 //!
 //! Threads, joined by bounded queues: the simulator, the ingest loop (which runs
-//! the detectors inline), and alert delivery.
+//! the detectors inline), and alert delivery (which also writes the `anomalies`
+//! and `alerts` tables beside the archive).
 
 use crate::config::LarmorConfig;
 use crate::metrics_http::{self, MetricsServer};
 use anyhow::Context;
-use larmor_alerts::{AlertMetrics, AlertPipeline};
+use larmor_alerts::{AlertLog, AlertMetrics, AlertPipeline};
+use larmor_analytics::anomaly_log::AnomalyLog;
 use larmor_analytics::detect::warm;
+use larmor_analytics::tables::DataDir;
 use larmor_analytics::{Anomaly, DetectorSet};
 use larmor_datasets::live::{LiveConfig, LiveFleet};
 use larmor_datasets::{Fleet, Simulator, Tally};
@@ -23,7 +26,7 @@ use prometheus::Registry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -141,11 +144,42 @@ impl Pipeline {
 
         let (tx, rx) = sync_channel::<Anomaly>(config.run.alert_queue.max(1));
         let mut alert_pipeline = AlertPipeline::new(config.alerts.clone(), registry.clone(), alert_metrics);
+        let data_dir = DataDir::around(&config.archive.path);
+        let (mut anomaly_log, mut alert_log) = (
+            AnomalyLog::new(&data_dir.anomalies()),
+            AlertLog::new(&data_dir.alerts()),
+        );
+        let flush_every = config.archive.max_buffer_age.max(Duration::from_millis(100));
         let alerts = std::thread::Builder::new().name("alerts".into()).spawn(move || {
             let rx: Receiver<Anomaly> = rx;
-            for a in rx {
-                alert_pipeline.process(&a);
+            let mut last_flush = Instant::now();
+            let flush = |anomalies: &mut AnomalyLog, alerts: &mut AlertLog| {
+                // The tables are a record, not the delivery: a failed write is retried at the next flush.
+                if let Err(e) = anomalies.flush() {
+                    tracing::warn!(error = %e, pending = anomalies.pending(), "cannot write the anomalies table; will retry");
+                }
+                if let Err(e) = alerts.flush() {
+                    tracing::warn!(error = %e, pending = alerts.pending(), "cannot write the alerts table; will retry");
+                }
+            };
+            loop {
+                match rx.recv_timeout(flush_every) {
+                    Ok(a) => {
+                        anomaly_log.push(&a);
+                        let outcome = alert_pipeline.process(&a);
+                        if let Some(alert) = &outcome.alert {
+                            alert_log.push(alert, &outcome.delivered_to);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if last_flush.elapsed() >= flush_every {
+                    flush(&mut anomaly_log, &mut alert_log);
+                    last_flush = Instant::now();
+                }
             }
+            flush(&mut anomaly_log, &mut alert_log);
         })?;
 
         let mut detectors = DetectorSet::from_config(&config.detect)?;

@@ -196,3 +196,88 @@ fn errors_say_what_to_do() {
     let o = larmor(&["detect"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn whole_archive_scan_writes_the_anomalies_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let mut w = ArchiveWriter::new(ArchiveConfig {
+        path: archive.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let stage2 = ChannelId::from_name("coldhead_stage2_k").unwrap();
+    let xs = series(2880);
+    for (k, chunk) in xs.chunks(60).enumerate() {
+        let t0 = 1_764_288_000_000 + k as i64 * 3_600_000;
+        for m in ["MRI-0042", "MRI-0043"] {
+            w.append(&Frame {
+                machine_id: m.into(),
+                stream: Stream::Temperature,
+                seq: k as u64 + 1,
+                ts_ms: t0,
+                samples: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| Sample {
+                        ts_ms: t0 + i as i64 * 60_000,
+                        // only MRI-0042 has the spike and the step
+                        values: vec![(
+                            stage2,
+                            if m == "MRI-0042" {
+                                v / 3.0
+                            } else {
+                                4.0 + 0.015 * jitter(7 * (k * 60 + i) + 3)
+                            },
+                        )],
+                    })
+                    .collect(),
+            });
+        }
+    }
+    w.flush().unwrap();
+    let a = archive.to_str().unwrap();
+    let o = larmor(&["detect", "--archive", a]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("5760 readings over 2 days"), "{err}");
+    assert!(dir.path().join("anomalies").is_dir());
+
+    let query = |args: &[&str]| {
+        let o = larmor(&[&["query", "--archive", a, "--format", "csv"], args].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let count = || query(&["SELECT machine_id, count(*) AS n, max(score) >= 0.5 AS high FROM anomalies GROUP BY 1"]);
+    let first = count();
+    let mut lines = first.lines();
+    assert_eq!(lines.next(), Some("machine_id,n,high"));
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("MRI-0042,") && row.ends_with(",true"), "{first}");
+    assert_eq!(lines.next(), None, "the healthy machine has no anomalies: {first}");
+    // The spike (reading 2000) is among them, at its time.
+    let spike = query(&[
+        "SELECT count(*) AS n FROM anomalies WHERE ts = TIMESTAMP '2025-11-29T09:20:00Z' AND channel = 'coldhead_stage2_k'",
+    ]);
+    assert_eq!(spike, "n\n1\n", "one episode at the spike");
+
+    // A second scan would count every episode twice: refused unless --replace.
+    let o = larmor(&["detect", "--archive", a]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replace"));
+    let o = larmor(&["detect", "--archive", a, "--replace"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(count(), first, "a replaced scan gives the same table");
+
+    // The standard queries run over it.
+    let top = query(&["--standard", "most_anomalous_machines"]);
+    assert!(top.lines().nth(1).unwrap().starts_with("MRI-0042,"), "{top}");
+    let list = query(&["--standard", "list"]);
+    assert!(
+        list.contains("helium_boiloff") && list.contains("monthly_uptime"),
+        "{list}"
+    );
+    let o = larmor(&["query", "--archive", a, "--standard", "nope"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("vendor_model_comparison"));
+}

@@ -120,6 +120,40 @@ async fn whole_slice_on_the_embedded_cluster() {
         }
     }
 
+    // 3b. The same alerts, with where they went, are in the `alerts` table, and
+    // every anomaly episode is in the `anomalies` table (both beside the archive).
+    let ctx = larmor_analytics::sql::open_archive(&p.config.archive.path)
+        .await
+        .unwrap();
+    let q = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let b = larmor_analytics::sql::run(&ctx, sql).await.unwrap();
+            larmor_analytics::sql::render(&b, larmor_analytics::sql::OutputFormat::Csv).unwrap()
+        }
+    };
+    assert_eq!(
+        q("SELECT count(*) AS n FROM alerts").await,
+        format!("n\n{}\n", admin.len()),
+        "one row per alert the admin received"
+    );
+    assert_eq!(
+        q("SELECT machine_id, channel, delivered_to FROM alerts WHERE delivered_to LIKE '%manufacturer/%'").await,
+        format!("machine_id,channel,delivered_to\n{helium_machine},helium_level_pct,\"admin,manufacturer/{maker}\"\n")
+    );
+    let anomalies: usize = q("SELECT count(*) AS n FROM anomalies")
+        .await
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        anomalies >= admin.len(),
+        "{anomalies} anomalies, {} alerts",
+        admin.len()
+    );
+
     // 4. The malformed message is in the dead-letter topic with its reason.
     let consumer: BaseConsumer = p
         .config

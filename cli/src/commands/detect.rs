@@ -1,6 +1,7 @@
 //! `larmor detect`: the pipeline's streaming detectors over any single series,
 //! a CSV an engineer exported or one archived channel, writing
-//! `timestamp,value,anomaly_score` per row.
+//! `timestamp,value,anomaly_score` per row; or over a whole archive, writing the
+//! `anomalies` table beside it.
 
 use super::common::load_config;
 use anyhow::Context;
@@ -20,15 +21,23 @@ pub struct DetectArgs {
     /// Name of the CSV's value column.
     #[arg(long, default_value = "value", requires = "input")]
     value_column: String,
-    /// Score an archived channel instead: the archive directory (with --machine and --channel).
-    #[arg(long, requires_all = ["machine", "channel"])]
+    /// Score archived data instead: the archive directory. With --machine and --channel, one
+    /// series to --out; alone, every machine and channel, written as the `anomalies` table
+    /// beside the archive (`<data dir>/anomalies/`, queryable with `larmor query`).
+    #[arg(long)]
     archive: Option<PathBuf>,
-    /// Machine id, with --archive.
-    #[arg(long, requires = "archive")]
+    /// Machine id, with --archive and --channel.
+    #[arg(long, requires_all = ["archive", "channel"])]
     machine: Option<String>,
-    /// Channel name (see ingest/README.md), with --archive.
-    #[arg(long, requires = "archive")]
+    /// Channel name (see ingest/README.md), with --archive and --machine.
+    #[arg(long, requires_all = ["archive", "machine"])]
     channel: Option<String>,
+    /// Whole-archive scan: replace an existing anomalies table.
+    #[arg(long, requires = "archive", conflicts_with = "machine")]
+    replace: bool,
+    /// Whole-archive scan: average readings per this step first ("1m"; coarser archives are read as they are).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, requires = "archive", conflicts_with = "machine")]
+    step: std::time::Duration,
     /// Where to write `timestamp,value,anomaly_score` (`-` or absent: stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -60,6 +69,24 @@ fn summary(r: &BatchReport, to: &Option<PathBuf>) {
 
 pub async fn detect(args: DetectArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.config)?;
+    if let (Some(archive), None) = (&args.archive, &args.machine) {
+        if args.out.is_some() {
+            anyhow::bail!(
+                "a whole-archive scan writes the anomalies table beside the archive; drop --out, or add --machine and --channel"
+            );
+        }
+        let r = larmor_analytics::fleet_scan::scan(archive, &cfg.detect, args.step, args.replace).await?;
+        let table = larmor_analytics::tables::DataDir::around(archive).anomalies();
+        eprintln!(
+            "larmor detect: {} readings over {} days scanned in {:.1} s, {} anomalies written to {} (table `anomalies`)",
+            r.readings,
+            r.days,
+            r.elapsed.as_secs_f64(),
+            r.anomalies,
+            table.display()
+        );
+        return Ok(());
+    }
     let result = score(&args, &cfg.detect).await;
     if result.is_err()
         && let Some(p) = args.out.as_ref().filter(|p| p.as_os_str() != "-")

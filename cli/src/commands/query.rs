@@ -1,6 +1,7 @@
 //! `larmor query`: SQL over the archive, one-shot or as an interactive REPL with history.
 
 use super::common::load_config;
+use larmor_analytics::queries::{STANDARD, standard};
 use larmor_analytics::sql::{self, OutputFormat};
 use std::path::PathBuf;
 
@@ -16,8 +17,18 @@ pub enum Format {
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
-    /// The SQL statement. Without it, an interactive prompt (history in ~/.larmor_history).
+    /// The SQL statement. Without it (and without --file or --standard), an interactive
+    /// prompt (history in ~/.larmor_history).
+    #[arg(conflicts_with_all = ["file", "standard"])]
     sql: Option<String>,
+    /// Read the SQL statement from this file (`-` for stdin).
+    #[arg(long, conflicts_with = "standard")]
+    file: Option<PathBuf>,
+    /// Run a standard fleet query (analytics/queries/NAME.sql): daily_stats,
+    /// most_anomalous_machines, helium_boiloff, monthly_uptime, vendor_model_comparison.
+    /// `--standard list` lists them.
+    #[arg(long)]
+    standard: Option<String>,
     /// Archive directory. Default: `[archive] path` of the config.
     #[arg(long)]
     archive: Option<PathBuf>,
@@ -71,9 +82,29 @@ async fn run_one(
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.config)?;
     let archive = args.archive.clone().unwrap_or(cfg.archive.path);
+    let text = match (&args.sql, &args.file, &args.standard) {
+        (Some(text), _, _) => Some(text.clone()),
+        (_, Some(f), _) if f.as_os_str() == "-" => Some(std::io::read_to_string(std::io::stdin())?),
+        (_, Some(f), _) => Some(
+            std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("cannot read the SQL file {}: {e}", f.display()))?,
+        ),
+        (_, _, Some(name)) => match standard(name) {
+            Some(q) => Some(q.sql.to_string()),
+            None => {
+                let names = STANDARD.iter().map(|q| format!("  {:<26} {}", q.name, q.title()));
+                let list = names.collect::<Vec<_>>().join("\n");
+                if name == "list" {
+                    println!("{list}");
+                    return Ok(());
+                }
+                anyhow::bail!("no standard query named `{name}`; the standard queries are:\n{list}");
+            }
+        },
+        _ => None,
+    };
     let ctx = sql::open_archive(&archive).await?;
-    match &args.sql {
-        Some(text) => run_one(&ctx, text, args.format, args.out.as_ref()).await,
+    match text {
+        Some(text) => run_one(&ctx, &text, args.format, args.out.as_ref()).await,
         None => repl(&ctx, args.format).await,
     }
 }
@@ -87,7 +118,8 @@ async fn repl(ctx: &datafusion::prelude::SessionContext, format: Format) -> anyh
         let _ = rl.load_history(h);
     }
     println!(
-        "larmor SQL over the archive: tables `readings` (ts, machine_id, channel, value, date, stream). End statements with `;`, `\\q` quits."
+        "larmor SQL over the archive: tables readings (ts, machine_id, channel, value, date, stream), anomalies, alerts, \
+         forecasts, machines, events. End statements with `;`, `\\q` quits."
     );
     let mut buf = String::new();
     loop {
