@@ -132,6 +132,15 @@ impl Pipeline {
         let alert_metrics = AlertMetrics::register(&metrics)?;
         let metrics_server = metrics_http::serve(config.metrics.listen, metrics.clone())?;
 
+        if embedded.is_none() {
+            // Refused credentials, a failed TLS handshake or a missing topic: say which, before starting anything.
+            larmor_ingest::kafka::preflight(
+                &config.kafka.client_config(&brokers)?,
+                &brokers,
+                &config.topics.all_topics(),
+                Duration::from_secs(10),
+            )?;
+        }
         let source = KafkaSource::open(
             &config.kafka,
             &brokers,

@@ -57,9 +57,12 @@ struct Feeder {
 
 impl Feeder {
     fn start(brokers: &str) -> Feeder {
+        Feeder::with_publisher(publisher(brokers))
+    }
+
+    fn with_publisher(publisher: FramePublisher) -> Feeder {
         let fleet = LiveFleet::new(Simulator::new(Fleet::generate(MACHINES, SEED), SEED));
         let stop = Arc::new(AtomicBool::new(false));
-        let publisher = publisher(brokers);
         let worker = {
             let (fleet, stop) = (fleet.clone(), stop.clone());
             let live = LiveConfig {
@@ -386,4 +389,64 @@ fn a_missing_topic_is_named_at_start_up() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("topic mri.telemetry.nope does not exist"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_against_a_broker_that_requires_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tansu = Tansu::start(dir.path());
+    tansu.create_user("larmor", "s3cret-pw");
+    tansu.require_authentication();
+    let registry = write_registry(dir.path());
+    let sasl = "[kafka.security]\nprotocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"larmor\"\n";
+
+    // The devices' publisher logs in too; anonymous clients are turned away.
+    let mut k = KafkaConfig::default();
+    k.properties.insert("enable.idempotence".into(), "false".into());
+    k.security.protocol = Some("sasl_plaintext".into());
+    k.security.sasl_mechanism = Some("SCRAM-SHA-512".into());
+    k.security.sasl_username = Some("larmor".into());
+    k.security.sasl_password = Some("s3cret-pw".into());
+    let publisher = FramePublisher::new(&k.client_config(&tansu.brokers()).unwrap(), &TopicsConfig::default())
+        .unwrap()
+        .with_keys(simulated_keys(&devices(), SEED));
+    let feeder = Feeder::with_publisher(publisher);
+
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &tansu.brokers(),
+        &registry,
+        "w1",
+        &format!("{sasl}sasl_password = \"s3cret-pw\"\n"),
+    );
+    let log = dir.path().join("larmor.log");
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    sleep(4000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut c, &log);
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+
+    // A wrong password (from the environment, as in production) is named as such at start-up.
+    let bad = write_config(
+        dir.path(),
+        "bad",
+        &tansu.brokers(),
+        &registry,
+        "w2",
+        &format!("{sasl}sasl_password_env = \"LARMOR_TEST_KAFKA_PASSWORD\"\n"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_larmor"))
+        .env("LARMOR_TEST_KAFKA_PASSWORD", "not-the-password")
+        .args(["run", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refused our credentials") && err.contains("sasl_username"),
+        "{err}"
+    );
 }

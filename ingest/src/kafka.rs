@@ -124,6 +124,14 @@ pub enum KafkaSetupError {
     MissingTopic(String),
     #[error("the SASL password variable {0} is not set")]
     MissingSecret(String),
+    #[error(
+        "the Kafka brokers at {brokers} refused our credentials: {reason}. Check `sasl_mechanism`, `sasl_username` and the password in [kafka.security] (and that the user exists on the cluster)"
+    )]
+    AuthenticationFailed { brokers: String, reason: String },
+    #[error(
+        "the TLS handshake with the Kafka brokers at {brokers} failed: {reason}. Check `ca_file` (the CA that signed the brokers' certificates), `cert_file` and `key_file` in [kafka.security]"
+    )]
+    TlsFailed { brokers: String, reason: String },
     #[error("cannot start the embedded Kafka cluster: {0}")]
     Embedded(#[source] rdkafka::error::KafkaError),
 }
@@ -155,6 +163,86 @@ impl KafkaConfig {
             c.set(k, v);
         }
         Ok(c)
+    }
+}
+
+/// Remembers why librdkafka could not talk to the brokers: a refused login or a
+/// failed TLS handshake deserve their own start-up error, not "unreachable".
+#[derive(Default)]
+struct ConnectionDiagnosis {
+    auth: std::sync::Mutex<Option<String>>,
+    tls: std::sync::Mutex<Option<String>>,
+}
+
+impl ConnectionDiagnosis {
+    fn note(&self, message: &str, auth: bool, tls: bool) {
+        let tls = tls || message.contains("SSL handshake") || message.contains("certificate verify");
+        let auth = auth || message.contains("SASL authentication") || message.contains("Authentication failed");
+        let slot = if auth {
+            &self.auth
+        } else if tls {
+            &self.tls
+        } else {
+            return;
+        };
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.to_string());
+    }
+}
+
+impl rdkafka::ClientContext for ConnectionDiagnosis {
+    // librdkafka logs from its own threads: the reason arrives even while fetch_metadata waits.
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.note(message, false, false);
+        tracing::debug!(target: "librdkafka", fac, "{message}");
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode;
+        let code = error.rdkafka_error_code();
+        self.note(
+            reason,
+            code == Some(RDKafkaErrorCode::Authentication),
+            code == Some(RDKafkaErrorCode::SSL),
+        );
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ConnectionDiagnosis {}
+
+/// Checks, before anything starts, that the brokers answer with these credentials
+/// and that every topic exists; each failure gets an error that says what to fix.
+pub fn preflight(
+    config: &ClientConfig,
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<(), KafkaSetupError> {
+    let mut c = config.clone();
+    c.set("group.id", "larmor-preflight");
+    let consumer: BaseConsumer<ConnectionDiagnosis> = c
+        .create_with_context(ConnectionDiagnosis::default())
+        .map_err(KafkaSetupError::Client)?;
+    match check_topics(&consumer, brokers, topics, timeout) {
+        Err(KafkaSetupError::Unreachable { brokers, source }) => {
+            let d = consumer.context();
+            let take = |m: &std::sync::Mutex<Option<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).take();
+            // The broker thread may fail the request a moment before it logs why.
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            loop {
+                let _ = consumer.poll(Duration::ZERO); // serves queued error events
+                if let Some(reason) = take(&d.auth) {
+                    return Err(KafkaSetupError::AuthenticationFailed { brokers, reason });
+                }
+                if let Some(reason) = take(&d.tls) {
+                    return Err(KafkaSetupError::TlsFailed { brokers, reason });
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(KafkaSetupError::Unreachable { brokers, source });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        other => other,
     }
 }
 

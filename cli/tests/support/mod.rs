@@ -41,6 +41,8 @@ pub struct Tansu {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Clients must authenticate (SASL); set by [`Tansu::require_authentication`].
+    authentication: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -53,6 +55,7 @@ impl Tansu {
             port: free_port(),
             dir: dir.to_path_buf(),
             child: None,
+            authentication: false,
         };
         t.restart();
         for topic in TOPICS {
@@ -67,6 +70,35 @@ impl Tansu {
             );
         }
         t
+    }
+
+    /// Creates a SCRAM-SHA-512 user (while the broker still accepts anonymous clients).
+    pub fn create_user(&self, name: &str, password: &str) {
+        let out = Command::new(tansu_bin())
+            .args([
+                "user",
+                "create",
+                name,
+                password,
+                "--mechanism",
+                "scram512",
+                "--broker",
+                &self.url(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restarts the broker so that every client must log in with SASL.
+    pub fn require_authentication(&mut self) {
+        self.kill();
+        self.authentication = true;
+        self.restart();
     }
 
     pub fn url(&self) -> String {
@@ -94,6 +126,7 @@ impl Tansu {
             .arg(self.url())
             .arg("--advertised-listener-url")
             .arg(self.url())
+            .args(self.authentication.then_some("--authentication"))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
