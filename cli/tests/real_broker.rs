@@ -450,3 +450,61 @@ async fn sasl_scram_against_a_broker_that_requires_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_to_the_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls_port = free_port();
+    let tansu = Tansu::start_advertising(dir.path(), Some(tls_port));
+    let pki = Pki::generate(dir.path());
+    let _proxy = TlsProxy::start(tls_port, tansu.port, &pki, &dir.path().join("socat.log"));
+    let brokers = format!("127.0.0.1:{tls_port}");
+    let registry = write_registry(dir.path());
+    let security = |ca: &Path, client: bool| {
+        let mut s = format!("[kafka.security]\nprotocol = \"ssl\"\nca_file = \"{}\"\n", ca.display());
+        if client {
+            s += &format!(
+                "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                pki.client_cert.display(),
+                pki.client_key.display()
+            );
+        }
+        s
+    };
+
+    let mut k = KafkaConfig::default();
+    k.properties.insert("enable.idempotence".into(), "false".into());
+    k.security.protocol = Some("ssl".into());
+    k.security.ca_file = Some(pki.ca.display().to_string());
+    k.security.cert_file = Some(pki.client_cert.display().to_string());
+    k.security.key_file = Some(pki.client_key.display().to_string());
+    let publisher = FramePublisher::new(&k.client_config(&brokers).unwrap(), &TopicsConfig::default())
+        .unwrap()
+        .with_keys(simulated_keys(&devices(), SEED));
+    let feeder = Feeder::with_publisher(publisher);
+    let cfg = write_config(dir.path(), "a", &brokers, &registry, "w1", &security(&pki.ca, true));
+    let log = dir.path().join("larmor.log");
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    sleep(4000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut c, &log);
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+
+    // A CA that did not sign the brokers' certificate, and a missing client
+    // certificate, are each named at start-up.
+    let start = |name: &str, extra: &str| {
+        let cfg = write_config(dir.path(), name, &brokers, &registry, name, extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_larmor"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = start("wrong-ca", &security(&pki.client_cert, true));
+    assert!(err.contains("TLS handshake") && err.contains("ca_file"), "{err}");
+    let err = start("no-client-cert", &security(&pki.ca, false));
+    assert!(err.contains("TLS handshake") && err.contains("cert_file"), "{err}");
+}

@@ -176,7 +176,10 @@ struct ConnectionDiagnosis {
 
 impl ConnectionDiagnosis {
     fn note(&self, message: &str, auth: bool, tls: bool) {
-        let tls = tls || message.contains("SSL handshake") || message.contains("certificate verify");
+        let tls = tls
+            || message.contains("SSL handshake")
+            || message.contains("SSL routines")
+            || message.contains("certificate verify");
         let auth = auth || message.contains("SASL authentication") || message.contains("Authentication failed");
         let slot = if auth {
             &self.auth

@@ -43,6 +43,8 @@ pub struct Tansu {
     child: Option<Child>,
     /// Clients must authenticate (SASL); set by [`Tansu::require_authentication`].
     authentication: bool,
+    /// The port clients are told to connect to (a TLS proxy's), when not `port`.
+    advertised: Option<u16>,
 }
 
 pub fn free_port() -> u16 {
@@ -51,11 +53,17 @@ pub fn free_port() -> u16 {
 
 impl Tansu {
     pub fn start(dir: &Path) -> Tansu {
+        Tansu::start_advertising(dir, None)
+    }
+
+    /// A broker that tells clients to connect to `advertised` (e.g. a TLS-terminating proxy in front of it).
+    pub fn start_advertising(dir: &Path, advertised: Option<u16>) -> Tansu {
         let mut t = Tansu {
             port: free_port(),
             dir: dir.to_path_buf(),
             child: None,
             authentication: false,
+            advertised,
         };
         t.restart();
         for topic in TOPICS {
@@ -125,7 +133,7 @@ impl Tansu {
             .arg("--listener-url")
             .arg(self.url())
             .arg("--advertised-listener-url")
-            .arg(self.url())
+            .arg(format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port)))
             .args(self.authentication.then_some("--authentication"))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -155,6 +163,121 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A test PKI made with the `openssl` command: a CA, a server certificate for
+/// 127.0.0.1 and a client certificate, all signed by the CA.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    pub fn generate(dir: &Path) -> Pki {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the mutual-TLS test needs the `openssl` command (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let rsa = ["-newkey", "rsa:2048", "-nodes"];
+        run(&[
+            &["req", "-x509"],
+            &rsa[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=larmor-test-ca",
+            ],
+        ]
+        .concat());
+        std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        for (name, cn, ext) in [
+            ("server", "/CN=127.0.0.1", true),
+            ("client", "/CN=larmor-ingest", false),
+        ] {
+            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            run(&[&["req"], &rsa[..], &["-keyout", &key, "-out", &csr, "-subj", cn]].concat());
+            let mut sign = vec![
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+            ];
+            if ext {
+                sign.extend(["-extfile", "san.cnf"]);
+            }
+            run(&sign);
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+/// socat terminating TLS on `port` (client certificates required, signed by the
+/// PKI's CA) and forwarding plaintext to `upstream`: a TLS listener in front of
+/// tansu, whose own TLS cannot be enabled from its 0.6 command line.
+pub struct TlsProxy {
+    child: Child,
+}
+
+impl TlsProxy {
+    pub fn start(port: u16, upstream: u16, pki: &Pki, log: &Path) -> TlsProxy {
+        let log = std::fs::File::create(log).unwrap();
+        let listen = format!(
+            "openssl-listen:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},cafile={},verify=1",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display()
+        );
+        let child = Command::new("socat")
+            .args([listen, format!("tcp:127.0.0.1:{upstream}")])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the mutual-TLS test needs socat (apt-get install socat; scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "socat did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsProxy { child }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
