@@ -2,6 +2,11 @@
 //! series (what `larmor detect` runs), the four univariate kernels together,
 //! and the whole `DetectorSet` on simulated frames (what `larmor run` runs).
 //! Run: `cargo bench -p larmor-benches --bench detectors`
+//! (`LARMOR_BENCH_ONLY=robust,DetectorSet` runs only the figures whose names start so).
+//!
+//! Each figure runs 5 times from a fresh state, on one thread; it prints the
+//! best run (the one least disturbed by other work on the machine) and the
+//! median.
 
 use larmor_analytics::DetectorSet;
 use larmor_analytics::detect::DetectConfig;
@@ -35,21 +40,48 @@ fn series() -> Vec<(i64, f64)> {
         .collect()
 }
 
-fn report(name: &str, readings: usize, secs: f64) -> f64 {
-    let rate = readings as f64 / secs;
-    println!("detectors/{name:<22} {:>8.1} M readings/s per core", rate / 1e6);
-    rate
+/// Repetitions of each figure (fresh state each time).
+const RUNS: usize = 5;
+
+/// Whether `LARMOR_BENCH_ONLY` (comma-separated name prefixes) selects `name`.
+fn selected(name: &str) -> bool {
+    match std::env::var("LARMOR_BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|p| name.starts_with(p.trim())),
+        _ => true,
+    }
 }
 
-fn kernel<K: Kernel>(name: &str, config: &K::Config, data: &[(i64, f64)]) -> f64 {
-    let mut k = K::new(config);
-    let start = Instant::now();
-    let mut acc = 0.0;
-    for &(t, v) in data {
-        acc += k.update(t, v);
+/// Runs `run` (which handles `readings` readings) [`RUNS`] times and prints the
+/// best rate (the least disturbed by whatever else the machine runs) and the median.
+fn measure(name: &str, readings: usize, mut run: impl FnMut()) {
+    let mut secs: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            run();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let rate = |s: f64| readings as f64 / s / 1e6;
+    println!(
+        "detectors/{name:<23} {:>7.1} M readings/s per core  (median of {RUNS}: {:.1})",
+        rate(secs[0]),
+        rate(secs[RUNS / 2])
+    );
+}
+
+fn kernel<K: Kernel>(name: &str, config: &K::Config, data: &[(i64, f64)]) {
+    if !selected(name) {
+        return;
     }
-    black_box(acc);
-    report(name, data.len(), start.elapsed().as_secs_f64())
+    measure(name, data.len(), || {
+        let mut k = K::new(config);
+        let mut acc = 0.0;
+        for &(t, v) in data {
+            acc += k.update(t, v);
+        }
+        black_box(acc);
+    });
 }
 
 fn main() {
@@ -63,6 +95,9 @@ fn main() {
     kernel::<RobustKernel>("robust (median/MAD 64)", &c.robust.params(), &data);
 
     for dim in [2, 3] {
+        if !selected(&format!("multivariate ({dim} ch)")) {
+            continue;
+        }
         let p = MultivariateParams {
             dim,
             smoothing: c.multivariate.smoothing,
@@ -71,47 +106,48 @@ fn main() {
             warm_up: c.multivariate.warm_up,
             relearn_after: c.multivariate.relearn_after,
         };
-        let mut k = MahalanobisKernel::new(&p);
         let instants = N / dim;
-        let start = Instant::now();
-        let mut acc = 0.0;
-        let mut vals = [0.0; 3];
-        for i in 0..instants {
-            let (t, v) = data[i];
-            for (j, x) in vals.iter_mut().enumerate().take(dim) {
-                *x = v * (1.0 + 0.1 * j as f64) + data[(i + j * 7) % N].1 * 0.01;
+        measure(&format!("multivariate ({dim} ch)"), instants * dim, || {
+            let mut k = MahalanobisKernel::new(&p);
+            let mut acc = 0.0;
+            let mut vals = [0.0; 3];
+            for i in 0..instants {
+                let (t, v) = data[i];
+                for (j, x) in vals.iter_mut().enumerate().take(dim) {
+                    *x = v * (1.0 + 0.1 * j as f64) + data[(i + j * 7) % N].1 * 0.01;
+                }
+                acc += k.update(t, &vals[..dim]);
             }
-            acc += k.update(t, &vals[..dim]);
-        }
-        black_box(acc);
-        report(
-            &format!("multivariate ({dim} ch)"),
-            instants * dim,
-            start.elapsed().as_secs_f64(),
-        );
+            black_box(acc);
+        });
     }
 
-    let mut scorer = SeriesScorer::new(&c).unwrap();
-    let start = Instant::now();
-    let mut acc = 0.0;
-    for &(t, v) in &data {
-        acc += scorer.score(t, v);
+    if selected("series set (4 kernels)") {
+        measure("series set (4 kernels)", N, || {
+            let mut scorer = SeriesScorer::new(&c).unwrap();
+            let mut acc = 0.0;
+            for &(t, v) in &data {
+                acc += scorer.score(t, v);
+            }
+            black_box(acc);
+        });
     }
-    black_box(acc);
-    report("series set (4 kernels)", N, start.elapsed().as_secs_f64());
 
+    if !selected("DetectorSet (frames)") {
+        return;
+    }
     // The pipeline path: every detector on simulated frames of 20 machines, 5 samples per frame.
     let mut sim = Simulator::new(Fleet::generate(20, 7), 7);
     let frames: Vec<_> = (0..2000)
         .flat_map(|k| sim.frames(1_764_288_000_000 + k * 500, 5, 100))
         .collect();
     let readings: usize = frames.iter().map(|f| f.reading_count()).sum();
-    let mut set = DetectorSet::from_config(&c).unwrap();
-    let mut out = Vec::new();
-    let start = Instant::now();
-    for f in &frames {
-        set.observe(f, &mut out);
-    }
-    black_box(&out);
-    report("DetectorSet (frames)", readings, start.elapsed().as_secs_f64());
+    measure("DetectorSet (frames)", readings, || {
+        let mut set = DetectorSet::from_config(&c).unwrap();
+        let mut out = Vec::new();
+        for f in &frames {
+            set.observe(f, &mut out);
+        }
+        black_box(&out);
+    });
 }

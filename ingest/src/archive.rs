@@ -209,51 +209,58 @@ impl ArchiveWriter {
     /// Nothing is visible until [`ArchiveWriter::publish`]. On error the buffers are
     /// kept (nothing is lost) and the caller must not commit.
     pub fn stage(&mut self) -> std::io::Result<Vec<StagedFile>> {
-        let mut staged = Vec::new();
-        let keys: Vec<(i64, Stream)> = self.buffers.keys().copied().collect();
-        for key in &keys {
-            let buf = &self.buffers[key];
+        let flush = self.take();
+        match flush.stage() {
+            Ok(staged) => Ok(staged),
+            Err(e) => {
+                self.restore(flush);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes every buffered reading out, as a [`Flush`] that can be staged on another
+    /// thread while this writer buffers the next readings.
+    pub fn take(&mut self) -> Flush {
+        let mut parts = Vec::new();
+        for (key, buf) in std::mem::take(&mut self.buffers) {
             if buf.ts.is_empty() {
                 continue;
             }
-            let batch = self.to_batch(buf).map_err(std::io::Error::other)?;
-            let rel_dir = partition_dir(key.0, key.1);
-            let dir = self.root.join(&rel_dir);
-            std::fs::create_dir_all(&dir)?;
             let name = format!("{}-{:06}.parquet", self.file_prefix, self.file_seq);
             self.file_seq += 1;
-            write_parquet(
-                &dir.join(crate::manifest::temp_name(&name)),
-                &batch,
-                self.config.zstd_level,
-            )?;
-            staged.push(StagedFile {
-                rel_path: format!("{rel_dir}/{name}"),
-                rows: batch.num_rows(),
-                stream: key.1,
-            });
+            parts.push(FlushPart { key, buf, name });
         }
-        self.buffers.clear();
         self.buffered = 0;
         self.oldest = None;
-        Ok(staged)
+        Flush {
+            root: self.root.clone(),
+            zstd_level: self.config.zstd_level,
+            machines: self.machines.clone(),
+            parts,
+        }
+    }
+
+    /// Puts the readings of a flush that could not be staged back in front of the buffers.
+    pub fn restore(&mut self, flush: Flush) {
+        let oldest = self.oldest.take();
+        for FlushPart { key, buf, .. } in flush.parts {
+            self.buffered += buf.ts.len();
+            let newer = self.buffers.insert(key, buf);
+            if let Some(newer) = newer {
+                let b = self.buffers.get_mut(&key).expect("just inserted");
+                b.ts.extend(newer.ts);
+                b.machine.extend(newer.machine);
+                b.channel.extend(newer.channel);
+                b.value.extend(newer.value);
+            }
+        }
+        self.oldest = oldest.or(Some(Instant::now()));
     }
 
     /// Makes staged files visible (rename, then fsync of the directory).
     pub fn publish(&self, staged: &[StagedFile]) -> std::io::Result<FlushStats> {
-        let mut stats = FlushStats::default();
-        for f in staged {
-            let fin = self.root.join(&f.rel_path);
-            let name = fin
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            crate::manifest::publish_one(&fin.with_file_name(crate::manifest::temp_name(&name)), &fin)?;
-            stats.files += 1;
-            stats.rows += f.rows;
-            stats.rows_by_stream[f.stream.index()] += f.rows;
-        }
-        Ok(stats)
+        publish(&self.root, staged)
     }
 
     /// Stages and publishes at once, for writers without a commit log (tools, backfill).
@@ -261,17 +268,142 @@ impl ArchiveWriter {
         let staged = self.stage()?;
         self.publish(&staged)
     }
+}
 
-    fn to_batch(&self, buf: &PartitionBuffer) -> datafusion::arrow::error::Result<RecordBatch> {
-        // Sort by machine then time: good compression and tight row-group statistics.
-        let mut order: Vec<u32> = (0..buf.ts.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            self.machines[buf.machine[a] as usize]
-                .cmp(&self.machines[buf.machine[b] as usize])
-                .then(buf.ts[a].cmp(&buf.ts[b]))
-                .then(buf.channel[a].cmp(&buf.channel[b]))
+/// Makes files staged under `root` visible (rename, then fsync of the directory).
+pub fn publish(root: &Path, staged: &[StagedFile]) -> std::io::Result<FlushStats> {
+    let mut stats = FlushStats::default();
+    for f in staged {
+        let fin = root.join(&f.rel_path);
+        let name = fin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::manifest::publish_one(&fin.with_file_name(crate::manifest::temp_name(&name)), &fin)?;
+        stats.files += 1;
+        stats.rows += f.rows;
+        stats.rows_by_stream[f.stream.index()] += f.rows;
+    }
+    Ok(stats)
+}
+
+struct FlushPart {
+    key: (i64, Stream),
+    buf: PartitionBuffer,
+    /// File name, without directory.
+    name: String,
+}
+
+/// Readings taken out of an [`ArchiveWriter`], one future file per partition.
+pub struct Flush {
+    root: PathBuf,
+    zstd_level: i32,
+    /// Machine ids by the buffers' machine numbers.
+    machines: Vec<String>,
+    parts: Vec<FlushPart>,
+}
+
+impl Flush {
+    /// The archive root the files go under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn rows(&self) -> usize {
+        self.parts.iter().map(|p| p.buf.ts.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Writes each partition's readings to an fsynced file under its hidden temporary
+    /// name. The files are independent: they are encoded side by side, one thread per core.
+    pub fn stage(&self) -> std::io::Result<Vec<StagedFile>> {
+        let rank = self.machine_ranks();
+        let write = |part: &FlushPart| -> std::io::Result<StagedFile> {
+            let rel_dir = partition_dir(part.key.0, part.key.1);
+            let dir = self.root.join(&rel_dir);
+            std::fs::create_dir_all(&dir)?;
+            let rows = self.write_part(&dir.join(crate::manifest::temp_name(&part.name)), &part.buf, &rank)?;
+            Ok(StagedFile {
+                rel_path: format!("{rel_dir}/{}", part.name),
+                rows,
+                stream: part.key.1,
+            })
+        };
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(self.parts.len());
+        if threads <= 1 {
+            return self.parts.iter().map(write).collect();
+        }
+        // Largest first, so the last file to finish is a small one.
+        let mut order: Vec<usize> = (0..self.parts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.parts[i].buf.ts.len()));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<std::io::Result<StagedFile>>> = (0..self.parts.len()).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                            done.push((i, write(&self.parts[i])));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for w in workers {
+                for (i, r) in w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                    out[i] = Some(r);
+                }
+            }
         });
+        out.into_iter().flatten().collect()
+    }
+
+    /// Each machine's rank in machine-id order, indexed by the buffers' machine numbers.
+    fn machine_ranks(&self) -> Vec<u32> {
+        let mut by_id: Vec<u32> = (0..self.machines.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| self.machines[a as usize].cmp(&self.machines[b as usize]));
+        let mut rank = vec![0u32; by_id.len()];
+        for (r, &m) in by_id.iter().enumerate() {
+            rank[m as usize] = r as u32;
+        }
+        rank
+    }
+
+    /// The order rows are archived in: by machine, then time, then channel (good
+    /// compression and tight row-group statistics). Machines are ordered by id
+    /// through their precomputed rank, so no strings are compared: a stable counting
+    /// sort by rank, then a stable sort of each machine's rows by (time, channel),
+    /// which arrive nearly in that order.
+    fn archive_order(buf: &PartitionBuffer, rank: &[u32]) -> Vec<u32> {
+        let mut start = vec![0usize; rank.len() + 1];
+        for &m in &buf.machine {
+            start[rank[m as usize] as usize + 1] += 1;
+        }
+        for r in 0..rank.len() {
+            start[r + 1] += start[r];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; buf.ts.len()];
+        for (i, &m) in buf.machine.iter().enumerate() {
+            let r = rank[m as usize] as usize;
+            order[next[r]] = i as u32;
+            next[r] += 1;
+        }
+        for w in start.windows(2) {
+            order[w[0]..w[1]].sort_by_key(|&i| (buf.ts[i as usize], buf.channel[i as usize]));
+        }
+        order
+    }
+
+    /// The rows `order` picks, in that order, as a record batch.
+    fn to_batch(&self, buf: &PartitionBuffer, order: &[u32]) -> datafusion::arrow::error::Result<RecordBatch> {
         let ts =
             TimestampMillisecondArray::from_iter_values(order.iter().map(|&i| buf.ts[i as usize])).with_timezone("UTC");
         let machine = StringArray::from_iter_values(
@@ -283,6 +415,25 @@ impl ArchiveWriter {
         let value = Float64Array::from_iter_values(order.iter().map(|&i| buf.value[i as usize]));
         let cols: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(machine), Arc::new(channel), Arc::new(value)];
         RecordBatch::try_new(schema(), cols)
+    }
+
+    /// Writes one partition's rows, sorted, to `path` as Parquet and fsyncs it. The
+    /// rows go to the writer in slices, so only a slice at a time is held as Arrow
+    /// arrays; a slice is a multiple of the writer's 1024-row mini-batches and divides
+    /// the row-group size, so the file is the same as from one batch.
+    fn write_part(&self, path: &Path, buf: &PartitionBuffer, rank: &[u32]) -> std::io::Result<usize> {
+        const SLICE: usize = 64 * 1024;
+        let order = Self::archive_order(buf, rank);
+        let file = File::create(path)?;
+        let mut w = ArrowWriter::try_new(file, schema(), Some(writer_properties(self.zstd_level)?))
+            .map_err(std::io::Error::other)?;
+        for slice in order.chunks(SLICE) {
+            let batch = self.to_batch(buf, slice).map_err(std::io::Error::other)?;
+            w.write(&batch).map_err(std::io::Error::other)?;
+        }
+        let file = w.into_inner().map_err(std::io::Error::other)?;
+        file.sync_all()?;
+        Ok(order.len())
     }
 }
 
@@ -385,5 +536,74 @@ mod tests {
         assert_eq!(machines.iter().flatten().collect::<Vec<_>>(), vec!["A", "A", "B"]);
         assert_eq!(ts.values().to_vec(), vec![day1 + 1, day1 + 9, day1 + 5]);
         assert!(dir.path().join("date=2025-11-29/stream=temperature").is_dir());
+    }
+
+    /// The staged file is exactly what sorting every row by (machine id, time,
+    /// channel) and writing it as one batch gives, across several slices and
+    /// machines whose numbering differs from their id order.
+    #[test]
+    fn staged_file_matches_one_sorted_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ArchiveWriter::new(ArchiveConfig {
+            path: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let channels: Vec<ChannelId> = ChannelId::of_stream(Stream::Vibration).collect();
+        let day = 1_764_288_000_000;
+        let machines = ["MRI-09", "MRI-10", "MRI-02", "A-1", "MRI-1"];
+        let mut rows = Vec::new();
+        let mut x = 7u64;
+        for i in 0..30_000i64 {
+            // machines interleaved, times not quite in order, channels in frame order
+            let m = machines[(i % 5) as usize];
+            let ts = day + 1000 + (i / 5) * 100 - (i % 3) * 7;
+            let values: Vec<(ChannelId, f64)> = channels
+                .iter()
+                .rev()
+                .map(|&c| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (c, (x >> 40) as f64 / 1e3)
+                })
+                .collect();
+            for &(c, v) in &values {
+                rows.push((m.to_string(), ts, c, v));
+            }
+            w.append(&Frame {
+                machine_id: m.into(),
+                stream: Stream::Vibration,
+                seq: i as u64,
+                ts_ms: ts,
+                samples: vec![crate::wire::Sample { ts_ms: ts, values }],
+            });
+        }
+        assert!(rows.len() > 2 * 64 * 1024, "several slices");
+        let staged = w.stage().unwrap();
+        assert_eq!(staged.len(), 1);
+        let got = std::fs::read(dir.path().join(temp_path_of(&staged[0].rel_path))).unwrap();
+
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1)).with_timezone("UTC")),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.name()))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .unwrap();
+        let want_path = dir.path().join("want.parquet");
+        write_parquet(&want_path, &batch, 3).unwrap();
+        assert!(
+            got == std::fs::read(&want_path).unwrap(),
+            "same bytes as one sorted batch"
+        );
+    }
+
+    fn temp_path_of(rel: &str) -> std::path::PathBuf {
+        let p = std::path::PathBuf::from(rel);
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        p.with_file_name(crate::manifest::temp_name(&name))
     }
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// A telemetry stream: one Kafka topic each.
@@ -72,7 +73,9 @@ impl ChannelId {
     }
     /// Looks a channel up by its wire name.
     pub fn from_name(name: &str) -> Option<ChannelId> {
-        static INDEX: OnceLock<HashMap<&'static str, ChannelId>> = OnceLock::new();
+        // Called for every value of every frame: FNV-1a is much cheaper than SipHash on
+        // short names, and the keys are our own constants (no flooding to fear).
+        static INDEX: OnceLock<HashMap<&'static str, ChannelId, BuildHasherDefault<Fnv1a>>> = OnceLock::new();
         INDEX
             .get_or_init(|| {
                 CATALOG
@@ -89,6 +92,23 @@ impl ChannelId {
     }
     pub fn of_stream(stream: Stream) -> impl Iterator<Item = ChannelId> {
         Self::all().filter(move |c| c.stream() == stream)
+    }
+}
+
+/// FNV-1a, for the channel-name index.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::wire::Reject;
 use rdkafka::ClientContext;
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,7 +69,7 @@ impl DeadLetterQueue {
     }
 
     /// Publishes the original message with reason headers.
-    pub fn send(&self, msg: &BorrowedMessage<'_>, reject: &Reject) -> Result<(), DlqError> {
+    pub fn send(&self, msg: &impl Message, reject: &Reject) -> Result<(), DlqError> {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         // Header values must stay small: a huge malformed message must not produce a huge header.

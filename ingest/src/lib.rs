@@ -13,6 +13,7 @@ pub mod publish;
 pub mod registry;
 pub mod source;
 pub mod trust;
+pub mod verify;
 pub mod wire;
 
 pub use channels::{CATALOG, ChannelId, ChannelSpec, Stream};

@@ -129,6 +129,56 @@ impl DeviceRegistry {
     }
 }
 
+/// Notices when the registry file changes, so a revocation or a new enrolment
+/// takes effect while ingest runs, without a restart.
+#[derive(Debug)]
+pub struct RegistryWatch {
+    path: std::path::PathBuf,
+    stamp: Option<(std::time::SystemTime, u64)>,
+    every: std::time::Duration,
+    last_check: std::time::Instant,
+}
+
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl RegistryWatch {
+    /// Watches `path`, checking at most once per `every`; the file as it is now is the baseline.
+    pub fn new(path: &Path, every: std::time::Duration) -> Self {
+        RegistryWatch {
+            path: path.to_path_buf(),
+            stamp: stamp(path),
+            every,
+            last_check: std::time::Instant::now(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The registry as the file now says, when it changed since the last load.
+    /// A file that cannot be read or parsed is reported and retried at the next
+    /// check; the caller keeps the registry it has.
+    pub fn poll(&mut self) -> Option<Result<DeviceRegistry, RegistryError>> {
+        if self.last_check.elapsed() < self.every {
+            return None;
+        }
+        self.last_check = std::time::Instant::now();
+        let now = stamp(&self.path);
+        if now == self.stamp {
+            return None;
+        }
+        let loaded = DeviceRegistry::load(&self.path);
+        if loaded.is_ok() {
+            self.stamp = now;
+        }
+        Some(loaded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +217,28 @@ mod tests {
         r.revoke("B").unwrap();
         assert!(r.get("B").unwrap().revoked);
         assert!(matches!(r.revoke("C"), Err(RegistryError::NotEnrolled(_))));
+    }
+
+    #[test]
+    fn a_watch_reloads_a_changed_registry_and_keeps_retrying_a_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("devices.toml");
+        let mut r = DeviceRegistry::new(vec![dev("A", "aurora")]).unwrap();
+        r.save(&p).unwrap();
+        let mut w = RegistryWatch::new(&p, std::time::Duration::ZERO);
+        assert!(w.poll().is_none(), "unchanged");
+        r.revoke("A").unwrap();
+        r.enroll(dev("B", "boreal")).unwrap();
+        r.save(&p).unwrap();
+        let back = w.poll().expect("changed").unwrap();
+        assert!(back.get("A").unwrap().revoked);
+        assert!(back.get("B").is_some());
+        assert!(w.poll().is_none(), "loaded once");
+        std::fs::write(&p, "[[device]]\nmachine_id = ").unwrap();
+        assert!(matches!(w.poll(), Some(Err(RegistryError::Parse { .. }))));
+        assert!(w.poll().is_some(), "a broken file is retried");
+        r.save(&p).unwrap();
+        assert_eq!(w.poll().unwrap().unwrap().len(), 2);
     }
 
     #[test]

@@ -9,21 +9,24 @@
 //! partition moves), so each reading is archived exactly once. A rebalance
 //! checkpoints before partitions are given up and reloads the ledger after.
 
-use crate::archive::{ArchiveConfig, ArchiveWriter};
+use crate::archive::{ArchiveConfig, ArchiveWriter, Flush, FlushStats, publish};
 use crate::channels::Stream;
 use crate::dlq::{DeadLetterQueue, DlqError};
 use crate::kafka::{KafkaConfig, KafkaSetupError, TopicsConfig, check_topics};
 use crate::manifest::{Ledger, Manifest};
 use crate::metrics::IngestMetrics;
 use crate::registry::{Device, DeviceRegistry};
-use crate::trust::{HEADER_SIGNATURE, TrustConfig, TrustState};
-use crate::wire::{self, Frame, Reject, RejectReason};
+use crate::trust::{TrustConfig, TrustState};
+use crate::verify::{Done, Job, StageStopped, VerifyStage, examine};
+use crate::wire::{Frame, RejectReason};
+use prometheus::IntCounter;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Receives every accepted frame, after it is buffered for the archive.
@@ -49,6 +52,8 @@ pub enum IngestError {
     DeadLetter(#[from] DlqError),
     #[error("checkpoint during a rebalance failed: {0}")]
     Rebalance(String),
+    #[error(transparent)]
+    Stage(#[from] StageStopped),
 }
 
 /// Counts for one run of the source.
@@ -63,11 +68,43 @@ pub struct SourceReport {
     pub drained: bool,
 }
 
+/// Handles of the labelled counters touched per message, looked up once.
+#[derive(Clone)]
+struct Counters {
+    frames: [IntCounter; 3],
+    readings: [IntCounter; 3],
+    archived: [IntCounter; 3],
+    dead_letters: [IntCounter; RejectReason::ALL.len()],
+}
+
+impl Counters {
+    fn new(m: &IngestMetrics) -> Self {
+        let by_stream = |c: &prometheus::IntCounterVec| Stream::ALL.map(|s| c.with_label_values(&[s.as_str()]));
+        Counters {
+            frames: by_stream(&m.frames),
+            readings: by_stream(&m.readings),
+            archived: by_stream(&m.archived),
+            dead_letters: RejectReason::ALL.map(|r| m.dead_letters.with_label_values(&[r.code()])),
+        }
+    }
+
+    fn dead_letter(&self, reason: RejectReason) -> &IntCounter {
+        let i = RejectReason::ALL.iter().position(|&r| r == reason).unwrap_or(0);
+        &self.dead_letters[i]
+    }
+}
+
 /// Archive buffer, dead letters and uncommitted offsets: what a checkpoint makes durable.
 struct Checkpoint {
     archive: ArchiveWriter,
-    ledger: Ledger,
-    dlq: DeadLetterQueue,
+    /// `None` while a checkpoint is in flight: its thread holds the ledger.
+    ledger: Option<Ledger>,
+    /// The checkpoint being written on a background thread, at most one.
+    in_flight: Option<JoinHandle<(Ledger, Result<Committed, IngestError>)>>,
+    /// Set when a checkpoint failed: nothing is committed after that (a restart
+    /// recovers from the ledger), so no later offset can cover readings that were lost.
+    broken: Option<String>,
+    dlq: Arc<DeadLetterQueue>,
     trust: TrustState,
     /// Offsets consumed since the last checkpoint (next offset per partition).
     pending: BTreeMap<(String, i32), i64>,
@@ -76,50 +113,175 @@ struct Checkpoint {
     /// Sequence numbers that changed since the last checkpoint.
     dirty_sequences: std::collections::HashSet<(String, Stream)>,
     metrics: IngestMetrics,
+    counters: Counters,
     archived_rows: u64,
     archive_files: u64,
 }
 
-impl Checkpoint {
-    fn run<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
-        let staged = self.archive.stage()?;
-        self.dlq.flush(Duration::from_secs(30))?;
-        if staged.is_empty() && self.pending.is_empty() {
-            return Ok(());
+/// What one checkpoint commits: the readings, offsets and sequence numbers of
+/// every message handled up to one moment.
+struct CommitJob {
+    flush: Flush,
+    writer: String,
+    offsets: BTreeMap<(String, i32), i64>,
+    sequences: BTreeMap<String, u64>,
+}
+
+/// A committed checkpoint, for the consumer thread to account for and commit to Kafka.
+struct Committed {
+    stats: FlushStats,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl CommitJob {
+    /// Stages the files, waits for the dead letters, commits the manifest (the commit
+    /// point), then publishes the files.
+    fn commit(self, ledger: &mut Ledger, dlq: &DeadLetterQueue) -> Result<Committed, IngestError> {
+        let staged = self.flush.stage()?;
+        dlq.flush(Duration::from_secs(30))?;
+        if staged.is_empty() && self.offsets.is_empty() {
+            return Ok(Committed {
+                stats: FlushStats::default(),
+                offsets: self.offsets,
+            });
         }
-        let seqs = self.trust.sequences();
         let manifest = Manifest {
-            writer: self.archive.writer_id().to_string(),
+            writer: self.writer,
             created_ms: chrono::Utc::now().timestamp_millis(),
             files: staged.iter().map(|f| f.rel_path.clone()).collect(),
             offsets: self
-                .pending
+                .offsets
                 .iter()
                 .map(|((t, p), o)| (format!("{t}:{p}"), *o))
                 .collect(),
-            sequences: self
-                .dirty_sequences
-                .iter()
-                .filter_map(|k| seqs.get(k).map(|s| (format!("{}|{}", k.0, k.1), *s)))
-                .collect(),
+            sequences: self.sequences,
             removes: vec![],
         };
         // The commit point: from here on these readings count as archived.
-        self.ledger.commit(&manifest)?;
-        self.dirty_sequences.clear();
-        let stats = self.archive.publish(&staged)?;
-        for s in Stream::ALL {
-            self.metrics
-                .archived
-                .with_label_values(&[s.as_str()])
-                .inc_by(stats.rows_by_stream[s.index()] as u64);
+        ledger.commit(&manifest)?;
+        let stats = publish(self.flush.root(), &staged)?;
+        Ok(Committed {
+            stats,
+            offsets: self.offsets,
+        })
+    }
+}
+
+impl Checkpoint {
+    fn check_broken(&self) -> Result<(), IngestError> {
+        match &self.broken {
+            Some(e) => Err(IngestError::Archive(std::io::Error::other(format!(
+                "an earlier checkpoint failed ({e}); nothing more is committed until a restart recovers from the ledger"
+            )))),
+            None => Ok(()),
         }
-        self.metrics.archive_files.inc_by(stats.files as u64);
-        self.archived_rows += stats.rows as u64;
-        self.archive_files += stats.files as u64;
-        if !self.pending.is_empty() {
+    }
+
+    /// Records a checkpoint failure (see `broken`) and passes it on.
+    fn fail<T>(&mut self, e: IngestError) -> Result<T, IngestError> {
+        self.broken = Some(e.to_string());
+        Err(e)
+    }
+
+    /// Takes everything handled so far out for one checkpoint.
+    fn take_job(&mut self) -> CommitJob {
+        let seqs = self.trust.sequences();
+        let sequences = self
+            .dirty_sequences
+            .drain()
+            .filter_map(|k| seqs.get(&k).map(|s| (format!("{}|{}", k.0, k.1), *s)))
+            .collect();
+        CommitJob {
+            flush: self.archive.take(),
+            writer: self.archive.writer_id().to_string(),
+            offsets: std::mem::take(&mut self.pending),
+            sequences,
+        }
+    }
+
+    /// Checkpoints everything handled so far and waits for it (rebalance, stop).
+    fn run<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        self.finish(consumer)?;
+        self.check_broken()?;
+        let job = self.take_job();
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Err(IngestError::Archive(std::io::Error::other(
+                "the archive ledger is gone",
+            )));
+        };
+        match job.commit(ledger, &self.dlq) {
+            Ok(c) => self.complete(c, consumer),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Starts checkpointing everything handled so far on a background thread, once the
+    /// previous checkpoint is done: staging, fsyncs and the manifest overlap with
+    /// consuming the next messages. Offsets go to Kafka when it is committed.
+    fn start<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        self.finish(consumer)?;
+        self.check_broken()?;
+        let job = self.take_job();
+        if job.flush.is_empty() && job.offsets.is_empty() {
+            return Ok(());
+        }
+        let Some(mut ledger) = self.ledger.take() else {
+            return Err(IngestError::Archive(std::io::Error::other(
+                "the archive ledger is gone",
+            )));
+        };
+        let dlq = self.dlq.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ingest-checkpoint".into())
+            .spawn(move || {
+                let result = job.commit(&mut ledger, &dlq);
+                (ledger, result)
+            });
+        match spawned {
+            Ok(h) => {
+                self.in_flight = Some(h);
+                Ok(())
+            }
+            Err(e) => self.fail(IngestError::Archive(e)),
+        }
+    }
+
+    /// Finishes the checkpoint in flight, if it is done already.
+    fn poll<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        if self.in_flight.as_ref().is_some_and(|h| h.is_finished()) {
+            self.finish(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the checkpoint in flight, if any, and commits its offsets to Kafka.
+    fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        let Some(h) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let Ok((ledger, result)) = h.join() else {
+            return self.fail(IngestError::Archive(std::io::Error::other(
+                "the checkpoint thread panicked",
+            )));
+        };
+        self.ledger = Some(ledger);
+        match result {
+            Ok(c) => self.complete(c, consumer),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Accounts for a committed checkpoint and commits its offsets to Kafka.
+    fn complete<C: ConsumerContext>(&mut self, c: Committed, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        for s in Stream::ALL {
+            self.counters.archived[s.index()].inc_by(c.stats.rows_by_stream[s.index()] as u64);
+        }
+        self.metrics.archive_files.inc_by(c.stats.files as u64);
+        self.archived_rows += c.stats.rows as u64;
+        self.archive_files += c.stats.files as u64;
+        if !c.offsets.is_empty() {
             let mut tpl = TopicPartitionList::new();
-            for ((t, p), o) in &self.pending {
+            for ((t, p), o) in &c.offsets {
                 tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
                 self.floors.insert((t.clone(), *p), *o);
             }
@@ -128,14 +290,19 @@ impl Checkpoint {
                 Ok(()) => self.metrics.commits.inc(),
                 Err(e) => tracing::warn!(error = %e, "offset commit failed; the manifest keeps the archive exact"),
             }
-            self.pending.clear();
         }
         Ok(())
     }
 
     /// Reloads what every instance has archived (after partitions moved).
-    fn reload(&mut self) -> Result<(), IngestError> {
-        let state = self.ledger.state()?;
+    fn reload<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+        self.finish(consumer)?;
+        let Some(ledger) = self.ledger.as_ref() else {
+            return Err(IngestError::Archive(std::io::Error::other(
+                "the archive ledger is gone",
+            )));
+        };
+        let state = ledger.state()?;
         for (k, v) in state.offsets {
             let e = self.floors.entry(k).or_insert(v);
             *e = (*e).max(v);
@@ -148,7 +315,7 @@ impl Checkpoint {
 /// Checkpoints before partitions are revoked, so their next owner starts exactly
 /// where this instance's durable archive ends.
 pub struct IngestContext {
-    checkpoint: Arc<Mutex<Checkpoint>>,
+    state: Arc<Mutex<SourceState>>,
     failure: Arc<Mutex<Option<String>>>,
     /// True while the group has given this instance its partitions (false during a rebalance).
     assigned: Arc<AtomicBool>,
@@ -162,7 +329,10 @@ impl ConsumerContext for IngestContext {
             tracing::info!(partitions = tpl.count(), "revoking: checkpoint first");
             // Until the next assignment there is nothing to drain against.
             self.assigned.store(false, Ordering::Relaxed);
-            let result = lock(&self.checkpoint).run(consumer);
+            let mut state = lock(&self.state);
+            // Every message polled so far is archived (or dead-lettered) and covered
+            // by this checkpoint, as if the messages had been handled one by one.
+            let result = state.settle().and_then(|()| state.checkpoint.run(consumer));
             if let Err(e) = result {
                 tracing::error!(error = %e, "checkpoint before revoke failed");
                 *lock(&self.failure) = Some(e.to_string());
@@ -170,7 +340,7 @@ impl ConsumerContext for IngestContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts: Vec<String> = tpl
                 .elements()
@@ -179,7 +349,7 @@ impl ConsumerContext for IngestContext {
                 .collect();
             tracing::info!(partitions = %parts.join(","), "assigned");
             self.assigned.store(true, Ordering::Relaxed);
-            let result = lock(&self.checkpoint).reload();
+            let result = lock(&self.state).checkpoint.reload(consumer);
             if let Err(e) = result {
                 tracing::error!(error = %e, "cannot reload the archive ledger after a rebalance");
                 *lock(&self.failure) = Some(e.to_string());
@@ -195,22 +365,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A topic partition.
 type PartitionKey = (String, i32);
 
+/// Messages in flight through the decode-and-verify stage, at most.
+const STAGE_CAPACITY: usize = 512;
+
 /// The telemetry consumer.
 pub struct KafkaSource {
     consumer: BaseConsumer<IngestContext>,
     failure: Arc<Mutex<Option<String>>>,
     assigned: Arc<AtomicBool>,
-    state: SourceState,
+    state: Arc<Mutex<SourceState>>,
 }
 
-/// Per-message state, apart from the consumer so a polled message can borrow it.
+/// Everything a message changes. Only the consumer thread touches it (the
+/// rebalance callbacks run inside its `poll`); the mutex lets the callbacks reach it.
 struct SourceState {
-    checkpoint: Arc<Mutex<Checkpoint>>,
+    checkpoint: Checkpoint,
+    stage: VerifyStage,
     topics: TopicsConfig,
     registry: Arc<DeviceRegistry>,
     metrics: IngestMetrics,
-    /// Next offset to read per partition, as far as this instance has consumed.
+    counters: Counters,
+    /// Next offset to read per partition, as far as this instance has handled.
     positions: HashMap<(String, i32), i64>,
+    /// Accepted frames not yet shown to the observer, in order.
+    accepted: VecDeque<Frame>,
     report: SourceReport,
 }
 
@@ -232,17 +410,34 @@ impl KafkaSource {
         let recovered = ledger.recover()?;
         let mut trust = TrustState::new(trust);
         trust.restore(recovered.sequences);
-        let checkpoint = Arc::new(Mutex::new(Checkpoint {
-            archive,
-            ledger,
-            dlq,
-            trust,
-            pending: BTreeMap::new(),
-            floors: recovered.offsets,
-            dirty_sequences: Default::default(),
-            metrics: metrics.clone(),
-            archived_rows: 0,
-            archive_files: 0,
+        let verifier = trust.verifier();
+        let counters = Counters::new(&metrics);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let stage = VerifyStage::start(threads, STAGE_CAPACITY, &verifier)?;
+        let state = Arc::new(Mutex::new(SourceState {
+            checkpoint: Checkpoint {
+                archive,
+                ledger: Some(ledger),
+                in_flight: None,
+                broken: None,
+                dlq: Arc::new(dlq),
+                trust,
+                pending: BTreeMap::new(),
+                floors: recovered.offsets,
+                dirty_sequences: Default::default(),
+                metrics: metrics.clone(),
+                counters: counters.clone(),
+                archived_rows: 0,
+                archive_files: 0,
+            },
+            stage,
+            topics: topics.clone(),
+            registry,
+            metrics,
+            counters,
+            positions: HashMap::new(),
+            accepted: VecDeque::new(),
+            report: SourceReport::default(),
         }));
         let failure = Arc::new(Mutex::new(None));
         let assigned = Arc::new(AtomicBool::new(false));
@@ -257,7 +452,7 @@ impl KafkaSource {
         }
         let consumer: BaseConsumer<IngestContext> = cc
             .create_with_context(IngestContext {
-                checkpoint: checkpoint.clone(),
+                state: state.clone(),
                 failure: failure.clone(),
                 assigned: assigned.clone(),
             })
@@ -268,21 +463,14 @@ impl KafkaSource {
             consumer,
             failure,
             assigned,
-            state: SourceState {
-                checkpoint,
-                topics: topics.clone(),
-                registry,
-                metrics,
-                positions: HashMap::new(),
-                report: SourceReport::default(),
-            },
+            state,
         })
     }
 
     /// Consumes until `stop` is set, then drains to the high watermarks seen at that
     /// moment (bounded by `drain_timeout`) and checkpoints.
     pub fn run(
-        mut self,
+        self,
         stop: &AtomicBool,
         drain_timeout: Duration,
         observer: &mut dyn FrameObserver,
@@ -301,42 +489,69 @@ impl KafkaSource {
                 tracing::info!("draining to the high watermarks");
             }
             if let Some((targets, deadline)) = &drain {
+                let state = lock(&self.state);
                 let done = targets
                     .iter()
-                    .all(|(tp, high)| self.state.positions.get(tp).copied().unwrap_or(0) >= *high);
+                    .all(|(tp, high)| state.positions.get(tp).copied().unwrap_or(0) >= *high);
                 if done || Instant::now() >= *deadline {
-                    self.state.report.drained = done;
+                    drop(state);
+                    self.state_mut().report.drained = done;
                     break;
                 }
             }
-            match self.consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(msg)) => self.state.handle(&msg, observer)?,
+            // While messages are in flight, poll without waiting: the stage has work.
+            let busy = lock(&self.state).stage.in_flight() > 0;
+            let polled = self.consumer.poll(if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(50)
+            });
+            let mut state = self.state_mut();
+            match polled {
+                Some(Ok(msg)) => {
+                    let msg = msg.detach();
+                    state.submit(msg)?;
+                }
                 Some(Err(e)) => {
-                    self.state.metrics.consumer_errors.inc();
+                    state.metrics.consumer_errors.inc();
                     tracing::warn!(error = %e, "Kafka consumer error");
                 }
-                None => {}
+                // Nothing new: wait for the oldest message in flight instead.
+                None => state.apply_next(true).map(drop)?,
             }
-            if lock(&self.state.checkpoint).archive.should_flush() {
-                self.checkpoint()?;
+            // Take every result that is ready, in order.
+            while state.apply_next(false)? {}
+            state.checkpoint.poll(&self.consumer)?;
+            if state.checkpoint.archive.should_flush() {
+                state.checkpoint.start(&self.consumer)?;
             }
+            let accepted = std::mem::take(&mut state.accepted);
+            let registry = state.registry.clone();
+            drop(state);
+            notify(observer, &registry, accepted);
         }
         tracing::info!("drained; final checkpoint");
-        self.checkpoint()?;
-        let cp = lock(&self.state.checkpoint);
-        let mut report = self.state.report;
-        report.archived_rows = cp.archived_rows;
-        report.archive_files = cp.archive_files;
+        let mut state = self.state_mut();
+        // Messages still in flight were polled: handle them, as the checkpoint covers them.
+        state.settle()?;
+        state.checkpoint.run(&self.consumer)?;
+        let accepted = std::mem::take(&mut state.accepted);
+        let registry = state.registry.clone();
+        let mut report = state.report;
+        report.archived_rows = state.checkpoint.archived_rows;
+        report.archive_files = state.checkpoint.archive_files;
+        drop(state);
+        notify(observer, &registry, accepted);
         Ok(report)
     }
 
-    fn checkpoint(&self) -> Result<(), IngestError> {
-        lock(&self.state.checkpoint).run(&self.consumer)
+    fn state_mut(&self) -> MutexGuard<'_, SourceState> {
+        lock(&self.state)
     }
 
     /// High watermark of every assigned partition, with the committed offset as the
     /// starting position for partitions this instance has not read yet.
-    fn high_watermarks(&mut self) -> Result<Vec<(PartitionKey, i64)>, IngestError> {
+    fn high_watermarks(&self) -> Result<Vec<(PartitionKey, i64)>, IngestError> {
         let assignment = self.consumer.assignment()?;
         if assignment.count() == 0 {
             return Ok(Vec::new());
@@ -348,17 +563,21 @@ impl KafkaSource {
             latest.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
         }
         let latest = self.consumer.offsets_for_times(latest, Duration::from_secs(10))?;
-        let floors = lock(&self.state.checkpoint).floors.clone();
         let mut out = Vec::new();
         for e in latest.elements() {
             let key = (e.topic().to_string(), e.partition());
-            if let Some(&f) = floors.get(&key) {
-                let p = self.state.positions.entry(key.clone()).or_insert(f);
-                *p = (*p).max(f);
-            }
-            if let Some(Offset::Offset(c)) = committed.find_partition(e.topic(), e.partition()).map(|c| c.offset()) {
-                let p = self.state.positions.entry(key.clone()).or_insert(c);
-                *p = (*p).max(c);
+            {
+                let mut state = self.state_mut();
+                let state = &mut *state;
+                if let Some(&f) = state.checkpoint.floors.get(&key) {
+                    let p = state.positions.entry(key.clone()).or_insert(f);
+                    *p = (*p).max(f);
+                }
+                if let Some(Offset::Offset(c)) = committed.find_partition(e.topic(), e.partition()).map(|c| c.offset())
+                {
+                    let p = state.positions.entry(key.clone()).or_insert(c);
+                    *p = (*p).max(c);
+                }
             }
             let high = match e.offset() {
                 Offset::Offset(h) => h,
@@ -376,67 +595,114 @@ impl KafkaSource {
     }
 }
 
+/// Shows accepted frames to the observer, in order.
+fn notify(observer: &mut dyn FrameObserver, registry: &DeviceRegistry, frames: VecDeque<Frame>) {
+    for frame in frames {
+        if let Some(device) = registry.get(&frame.machine_id) {
+            observer.on_frame(&frame, device);
+        }
+    }
+}
+
 impl SourceState {
-    fn handle(&mut self, msg: &BorrowedMessage<'_>, observer: &mut dyn FrameObserver) -> Result<(), IngestError> {
+    fn is_archived(&self, msg: &impl Message) -> bool {
+        // Offsets below the floor were archived before a crash or by the partition's previous owner.
+        self.checkpoint
+            .floors
+            .iter()
+            .any(|((t, p), &floor)| *p == msg.partition() && msg.offset() < floor && t == msg.topic())
+    }
+
+    /// Sends a polled message into the decode-and-verify stage (first taking back
+    /// the oldest result when the stage is full).
+    fn submit(&mut self, msg: OwnedMessage) -> Result<(), IngestError> {
+        if self.stage.is_full() {
+            self.apply_next(true)?;
+        }
+        let stream = self.topics.stream_of(msg.topic());
+        let examine = !self.is_archived(&msg);
+        self.stage.submit(Job {
+            msg,
+            stream,
+            registry: self.registry.clone(),
+            examine,
+        })?;
+        Ok(())
+    }
+
+    /// Handles every message in flight.
+    fn settle(&mut self) -> Result<(), IngestError> {
+        while self.apply_next(true)? {}
+        Ok(())
+    }
+
+    /// Handles the oldest message in flight, if there is one (and, with `wait`
+    /// false, if it is examined already). True when a message was handled.
+    fn apply_next(&mut self, wait: bool) -> Result<bool, IngestError> {
+        match self.stage.next(wait)? {
+            Some(done) => {
+                self.apply(done)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Archives or dead-letters one examined message, in poll order.
+    fn apply(&mut self, done: Done) -> Result<(), IngestError> {
+        let Done { msg, examined } = done;
         let key = (msg.topic().to_string(), msg.partition());
         let next = msg.offset() + 1;
-        let mut cp = lock(&self.checkpoint);
-        if cp.floors.get(&key).is_some_and(|&floor| msg.offset() < floor) {
-            // Archived before a crash or by the partition's previous owner.
-            drop(cp);
+        if self.is_archived(&msg) {
             self.positions.insert(key, next);
             self.metrics.duplicates_skipped.inc();
             return Ok(());
         }
-        let stream = self.topics.stream_of(msg.topic());
-        let decoded = match (stream, msg.payload()) {
-            (Some(stream), Some(bytes)) => wire::decode(bytes, stream).and_then(|f| {
-                let device = self.registry.get(&f.machine_id).ok_or_else(|| {
-                    Reject::new(
-                        RejectReason::UnknownDevice,
-                        format!("machine {} is not enrolled in the device registry", f.machine_id),
-                    )
-                })?;
-                let sig = msg
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == HEADER_SIGNATURE))
-                    .and_then(|h| h.value);
-                cp.trust
-                    .check(&f, device, bytes, sig, chrono::Utc::now().timestamp_millis())?;
-                Ok((f, device))
-            }),
-            (Some(_), None) => Err(Reject::new(RejectReason::Empty, "message has no payload")),
-            (None, _) => Err(Reject::new(
-                RejectReason::InvalidField,
-                format!("unexpected topic {}", msg.topic()),
-            )),
+        let examined = match examined {
+            Some(r) => r,
+            // Not examined by the stage (it looked archived when polled): examine it here.
+            None => examine(
+                &msg,
+                self.topics.stream_of(msg.topic()),
+                &self.registry,
+                self.checkpoint.trust.verifier_mut(),
+            ),
         };
+        let cp = &mut self.checkpoint;
+        // The replay check, in arrival order: after the stateless checks, as in `TrustState::check`.
+        let decoded = examined.and_then(|f| cp.trust.admit(&f).map(|()| f));
         match &decoded {
-            Ok((frame, _)) => {
+            Ok(frame) => {
                 cp.archive.append(frame);
                 cp.dirty_sequences.insert((frame.machine_id.clone(), frame.stream));
             }
-            Err(reject) => cp.dlq.send(msg, reject)?,
+            Err(reject) => cp.dlq.send(&msg, reject)?,
         }
-        cp.pending.insert(key.clone(), next);
-        drop(cp);
-        self.positions.insert(key, next);
+        match cp.pending.get_mut(&key) {
+            Some(o) => *o = next,
+            None => {
+                cp.pending.insert(key.clone(), next);
+            }
+        }
+        match self.positions.get_mut(&key) {
+            Some(o) => *o = next,
+            None => {
+                self.positions.insert(key, next);
+            }
+        }
         match decoded {
-            Ok((frame, device)) => {
-                let s = frame.stream.as_str();
+            Ok(frame) => {
+                let s = frame.stream.index();
                 let n = frame.reading_count() as u64;
-                self.metrics.frames.with_label_values(&[s]).inc();
-                self.metrics.readings.with_label_values(&[s]).inc_by(n);
+                self.counters.frames[s].inc();
+                self.counters.readings[s].inc_by(n);
                 self.report.frames += 1;
                 self.report.readings += n;
-                observer.on_frame(&frame, device);
+                self.accepted.push_back(frame);
             }
             Err(reject) => {
                 tracing::debug!(topic = msg.topic(), offset = msg.offset(), %reject, "dead-lettered");
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&[reject.reason.code()])
-                    .inc();
+                self.counters.dead_letter(reject.reason).inc();
                 self.report.dead_letters += 1;
             }
         }

@@ -90,10 +90,18 @@ impl Default for TrustConfig {
     }
 }
 
-/// Keys and the last accepted sequence number per (machine, stream).
-pub struct TrustState {
+/// The checks that need no memory of earlier frames: enrolment (revoked), the
+/// Ed25519 signature over the exact payload bytes, and the clock. Each
+/// verification thread holds its own (it caches parsed device keys).
+#[derive(Clone)]
+pub struct FrameVerifier {
     config: TrustConfig,
     keys: HashMap<String, Option<VerifyingKey>>,
+}
+
+/// Keys and the last accepted sequence number per (machine, stream).
+pub struct TrustState {
+    verifier: FrameVerifier,
     last_seq: HashMap<(String, Stream), u64>,
 }
 
@@ -102,17 +110,18 @@ fn parse_key(hex_key: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&bytes).ok()
 }
 
-impl TrustState {
+impl FrameVerifier {
     pub fn new(config: TrustConfig) -> Self {
-        TrustState {
+        FrameVerifier {
             config,
             keys: HashMap::new(),
-            last_seq: HashMap::new(),
         }
     }
 
-    /// Checks a decoded frame; on success its sequence number becomes the latest.
-    pub fn check(
+    /// Refuses a frame from a revoked device, with a missing or wrong signature, or
+    /// with timestamps too far ahead of or behind `now_ms`. Replays are
+    /// [`TrustState::admit`]'s business.
+    pub fn verify(
         &mut self,
         frame: &Frame,
         device: &Device,
@@ -127,10 +136,13 @@ impl TrustState {
             ));
         }
         if self.config.require_signatures {
-            let key = self
-                .keys
-                .entry(device.machine_id.clone())
-                .or_insert_with(|| device.public_key.as_deref().and_then(parse_key));
+            let key = match self.keys.get(&device.machine_id) {
+                Some(k) => k,
+                None => self
+                    .keys
+                    .entry(device.machine_id.clone())
+                    .or_insert_with(|| device.public_key.as_deref().and_then(parse_key)),
+            };
             let Some(key) = key else {
                 return Err(Reject::new(
                     RejectReason::BadSignature,
@@ -141,8 +153,10 @@ impl TrustState {
                 ));
             };
             let sig = signature
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .and_then(|s| {
+                    let mut b = [0u8; 64];
+                    hex::decode_to_slice(s, &mut b).ok().map(|()| b)
+                })
                 .map(|b| Signature::from_bytes(&b))
                 .ok_or_else(|| Reject::new(RejectReason::BadSignature, "missing or malformed larmor-sig header"))?;
             key.verify_strict(payload, &sig)
@@ -150,20 +164,9 @@ impl TrustState {
         }
         let skew = self.config.max_clock_skew.as_millis() as i64;
         let late = self.config.max_lateness.as_millis() as i64;
-        let newest = frame
-            .samples
-            .iter()
-            .map(|s| s.ts_ms)
-            .chain([frame.ts_ms])
-            .max()
-            .unwrap_or(frame.ts_ms);
-        let oldest = frame
-            .samples
-            .iter()
-            .map(|s| s.ts_ms)
-            .chain([frame.ts_ms])
-            .min()
-            .unwrap_or(frame.ts_ms);
+        let (oldest, newest) = frame.samples.iter().fold((frame.ts_ms, frame.ts_ms), |(lo, hi), s| {
+            (lo.min(s.ts_ms), hi.max(s.ts_ms))
+        });
         if newest > now_ms + skew {
             return Err(Reject::new(
                 RejectReason::ClockSkew,
@@ -179,6 +182,50 @@ impl TrustState {
                 format!("timestamp {oldest} is older than the allowed lateness"),
             ));
         }
+        Ok(())
+    }
+
+    /// Forgets cached keys, after the registry changed.
+    pub fn reload_keys(&mut self) {
+        self.keys.clear();
+    }
+}
+
+impl TrustState {
+    pub fn new(config: TrustConfig) -> Self {
+        TrustState {
+            verifier: FrameVerifier::new(config),
+            last_seq: HashMap::new(),
+        }
+    }
+
+    /// A verifier with the same settings, for a verification thread.
+    pub fn verifier(&self) -> FrameVerifier {
+        FrameVerifier::new(self.verifier.config.clone())
+    }
+
+    /// Checks a decoded frame; on success its sequence number becomes the latest.
+    pub fn check(
+        &mut self,
+        frame: &Frame,
+        device: &Device,
+        payload: &[u8],
+        signature: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<(), Reject> {
+        self.verifier.verify(frame, device, payload, signature, now_ms)?;
+        self.admit(frame)
+    }
+
+    /// The mutable verifier, for [`crate::verify::examine`] on the consumer thread.
+    pub fn verifier_mut(&mut self) -> &mut FrameVerifier {
+        &mut self.verifier
+    }
+
+    /// The replay check for a frame [`FrameVerifier::verify`] accepted, in arrival
+    /// order: its sequence number must be after the last accepted one of its
+    /// machine and stream, and then becomes the latest.
+    pub fn admit(&mut self, frame: &Frame) -> Result<(), Reject> {
         let key = (frame.machine_id.clone(), frame.stream);
         if let Some(&last) = self.last_seq.get(&key)
             && frame.seq <= last
@@ -210,7 +257,7 @@ impl TrustState {
 
     /// Forgets cached keys, after the registry changed.
     pub fn reload_keys(&mut self) {
-        self.keys.clear();
+        self.verifier.reload_keys();
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::series::{
     Baseline, Debounce, Decay, EwStats, Kernel, Near, Resolution, SeriesDetector, WarmUp, Winsor, channel_mask,
-    fmt_duration, names, score, with_unit,
+    clamp_ordered, fmt_duration, names, score, with_unit,
 };
 use super::{AnomalyKind, ConfigError};
 use larmor_ingest::archive::humantime_serde_compat;
@@ -203,7 +203,7 @@ impl Kernel for DriftKernel {
         } else {
             self.winsor.clip(x, self.recent.mean, a, self.res.get())
         };
-        self.recent.push(x, a);
+        self.recent.push_mean(x, a);
         let r = self.recent.mean;
         let warm = self.warm.tick(ts_ms);
         let mut out = 0.0;
@@ -221,8 +221,8 @@ impl Kernel for DriftKernel {
             let step = (dt.max(0) as f64 * self.inv.tau_ms).min(1.0);
             let k = self.p.cusum_slack;
             let cap = 2.0 * self.p.cusum_limit;
-            self.up = (self.up + (self.z - k) * step).clamp(0.0, cap);
-            self.down = (self.down + (-self.z - k) * step).clamp(0.0, cap);
+            self.up = clamp_ordered(self.up + (self.z - k) * step, 0.0, cap);
+            self.down = clamp_ordered(self.down + (-self.z - k) * step, 0.0, cap);
             let ratio = (self.z.abs() * self.inv.threshold).max(self.up.max(self.down) * self.inv.cusum_limit);
             out = score(ratio);
             near = Near::of(self.z, ratio);

@@ -9,13 +9,13 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::series::{
-    Debounce, Decay, Episode, EwStats, RELEASE_RATIO, Resolution, WarmUp, fmt_duration, score, typical, with_unit,
+    Debounce, Decay, Episode, EwStats, RELEASE_RATIO, Resolution, WarmUp, div_exact, exact_reciprocal, fmt_duration,
+    score, typical, with_unit,
 };
-use super::{Anomaly, ConfigError, Detector, kind_of};
+use super::{Anomaly, ConfigError, Detector, MachineMap, kind_of};
 use larmor_ingest::archive::humantime_serde_compat;
 use larmor_ingest::{ChannelId, Frame, Stream};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Largest group.
@@ -130,7 +130,7 @@ impl MultivariateConfig {
                 clear_after: self.clear_after,
             },
             groups,
-            machines: HashMap::new(),
+            machines: MachineMap::default(),
         })
     }
 }
@@ -139,6 +139,8 @@ type Vector = [f64; MAX_DIM];
 type Matrix = [[f64; MAX_DIM]; MAX_DIM];
 
 /// Lower Cholesky factor of the leading `n`×`n` block; None if not positive definite.
+/// (Inlined: with a constant `n` the loops unroll.)
+#[inline(always)]
 fn cholesky(a: &Matrix, n: usize) -> Option<Matrix> {
     let mut l = [[0.0; MAX_DIM]; MAX_DIM];
     for i in 0..n {
@@ -160,7 +162,14 @@ fn cholesky(a: &Matrix, n: usize) -> Option<Matrix> {
     Some(l)
 }
 
+/// The middle one of three values.
+#[inline(always)]
+fn median3(a: f64, b: f64, c: f64) -> f64 {
+    a.min(b).max(a.max(b).min(c))
+}
+
 /// Solves L y = b (forward substitution).
+#[inline(always)]
 fn forward(l: &Matrix, b: &Vector, n: usize) -> Vector {
     let mut y = [0.0; MAX_DIM];
     for i in 0..n {
@@ -197,11 +206,15 @@ pub struct MahalanobisKernel {
     weight: f64,
     res: [Resolution; MAX_DIM],
     last: Vector,
+    before_last: Vector,
+    /// Instants seen (up to 2: enough for the median of three).
+    instants: u8,
     last_ts: Option<i64>,
     warm: WarmUp,
     /// Since when the group is away, and where it was then.
     away: Option<(i64, Vector)>,
     relearn_ms: i64,
+    inv_threshold: Option<f64>,
     // for `explain`
     distance: f64,
     x: Vector,
@@ -220,10 +233,13 @@ impl MahalanobisKernel {
             weight: 0.0,
             res: [Resolution::default(); MAX_DIM],
             last: [f64::NAN; MAX_DIM],
+            before_last: [f64::NAN; MAX_DIM],
+            instants: 0,
             last_ts: None,
             warm: WarmUp::new(30, p.warm_up),
             away: None,
             relearn_ms: p.relearn_after.as_millis().min(i64::MAX as u128) as i64,
+            inv_threshold: exact_reciprocal(p.threshold),
             distance: 0.0,
             x: [0.0; MAX_DIM],
             covreg: [[0.0; MAX_DIM]; MAX_DIM],
@@ -233,8 +249,17 @@ impl MahalanobisKernel {
     /// Covariance plus a floor on the diagonal: half a resolution step, so a
     /// quantised, quiet channel does not make every step look far.
     fn regularised(&self) -> Matrix {
-        let mut c = self.cov;
-        for i in 0..self.p.dim {
+        self.regularised_n(self.p.dim)
+    }
+
+    /// `regularised` for `n` = the group's size (a constant where inlined).
+    #[inline(always)]
+    fn regularised_n(&self, n: usize) -> Matrix {
+        let mut c = [[0.0; MAX_DIM]; MAX_DIM];
+        for i in 0..n {
+            c[i][..n].copy_from_slice(&self.cov[i][..n]);
+        }
+        for i in 0..n {
             let half_step = 0.5 * self.res[i].get();
             c[i][i] += half_step * half_step + 1e-12 * (1.0 + self.mean[i] * self.mean[i]);
         }
@@ -255,8 +280,8 @@ impl MahalanobisKernel {
     }
 
     /// Moves the mean towards `x`, and the covariance too when `spread`.
-    fn learn(&mut self, alpha: f64, x: &Vector, spread: bool) {
-        let n = self.p.dim;
+    #[inline(always)]
+    fn learn(&mut self, alpha: f64, x: &Vector, spread: bool, n: usize) {
         self.weight += alpha * (1.0 - self.weight);
         let a = if self.weight > 0.0 { alpha / self.weight } else { 1.0 };
         let mut d = [0.0; MAX_DIM];
@@ -279,7 +304,17 @@ impl MahalanobisKernel {
 
     /// Scores one instant of the group (values in group order), then learns from it.
     pub fn update(&mut self, ts_ms: i64, values: &[f64]) -> f64 {
-        let n = self.p.dim;
+        // One copy of the code per group size, its loops unrolled.
+        match self.p.dim {
+            2 => self.update_n(ts_ms, values, 2),
+            3 => self.update_n(ts_ms, values, 3),
+            4 => self.update_n(ts_ms, values, 4),
+            n => self.update_n(ts_ms, values, n),
+        }
+    }
+
+    #[inline(always)]
+    fn update_n(&mut self, ts_ms: i64, values: &[f64], n: usize) -> f64 {
         if values.len() != n || values.iter().any(|v| !v.is_finite()) {
             return 0.0;
         }
@@ -287,10 +322,23 @@ impl MahalanobisKernel {
         self.last_ts = Some(ts_ms);
         let a = self.smooth_decay.alpha(dt);
         let mut x = [0.0; MAX_DIM];
+        // Each channel is smoothed through a median of its last three readings,
+        // so one reading far from both neighbours (a sensor's spike: the sensor
+        // fault detector reports those) never reaches the relation; a real
+        // change gets through one reading later.
+        let median = self.instants >= 2;
+        self.instants = self.instants.saturating_add(1).min(2);
         for i in 0..n {
-            self.res[i].push(values[i] - self.last[i]);
-            self.last[i] = values[i];
-            self.smooth[i].push(values[i], a);
+            let v = values[i];
+            let filtered = if median {
+                median3(self.before_last[i], self.last[i], v)
+            } else {
+                v
+            };
+            self.res[i].push(v - self.last[i]);
+            self.before_last[i] = self.last[i];
+            self.last[i] = v;
+            self.smooth[i].push_mean(filtered, a);
             x[i] = self.smooth[i].mean;
         }
         let warm = self.warm.tick(ts_ms);
@@ -298,7 +346,7 @@ impl MahalanobisKernel {
         let mut close = true;
         let mut inside = true;
         if warm && self.weight > 0.0 {
-            let c = self.regularised();
+            let c = self.regularised_n(n);
             if let Some(l) = cholesky(&c, n) {
                 let mut d = [0.0; MAX_DIM];
                 for i in 0..n {
@@ -307,8 +355,11 @@ impl MahalanobisKernel {
                 let y = forward(&l, &d, n);
                 self.distance = y[..n].iter().map(|v| v * v).sum::<f64>().sqrt();
                 self.x = x;
-                self.covreg = c;
-                let ratio = self.distance / self.p.threshold;
+                // (only the group's block is ever read)
+                for i in 0..n {
+                    self.covreg[i][..n].copy_from_slice(&c[i][..n]);
+                }
+                let ratio = div_exact(self.distance, self.p.threshold, self.inv_threshold);
                 out = score(ratio);
                 close = ratio < RELEASE_RATIO;
                 // The covariance learns only from points well inside it, or a
@@ -319,7 +370,7 @@ impl MahalanobisKernel {
         let ab = self.base_decay.alpha(dt);
         if close || self.weight == 0.0 {
             self.away = None;
-            self.learn(ab, &x, inside || self.weight == 0.0);
+            self.learn(ab, &x, inside || self.weight == 0.0, n);
         } else {
             let (since, then) = *self.away.get_or_insert((ts_ms, x));
             if ts_ms.saturating_sub(since) >= self.relearn_ms {
@@ -367,7 +418,7 @@ pub struct MultivariateDetector {
     params: MultivariateParams,
     debounce: Debounce,
     groups: Vec<Group>,
-    machines: HashMap<String, Vec<GroupState>>,
+    machines: MachineMap<Vec<GroupState>>,
 }
 
 impl Detector for MultivariateDetector {

@@ -173,8 +173,8 @@ impl Kernel for RateKernel {
         } else {
             self.winsor.clip(x, self.fast.mean, af, self.res.get())
         };
-        self.fast.push(x, af);
-        self.slow.push(x, as_);
+        self.fast.push_mean(x, af);
+        self.slow.push_mean(x, as_);
         // Lag difference of the two EWMAs is one fast time constant.
         self.slope = (self.fast.mean - self.slow.mean) * self.inv_tau_h;
         let warm = self.warm.tick(ts_ms);

@@ -1,15 +1,25 @@
 //! Sensor faults, reported as such (`AnomalyKind::SensorFault`), never as a
 //! machine fault: a stuck sensor (the same value far longer than this series
-//! ever repeats one) and dropouts (a stream or a channel that stops reporting).
-//! Live, a whole stream's gap is one anomaly when it resumes, and a channel
-//! missing from a stream that keeps reporting is one anomaly while it lasts.
+//! ever repeats one), dropouts (a stream or a channel that stops reporting) and
+//! spikes (single readings far from both neighbours, which agree with each other:
+//! no machine jumps there and straight back, see [`SpikeTracker`]). Live, a whole
+//! stream's gap is one anomaly when it resumes, a channel missing from a stream
+//! that keeps reporting is one anomaly while it lasts, and a run of spikes is one
+//! anomaly.
+//!
+//! A gateway's clock set wrong (clock skew) is not judged here: it shifts every
+//! timestamp of the machine alike, so the readings stay consistent with each
+//! other (same spacing, same values, every stream shifted together). What gives
+//! it away is the arrival time, which ingest checks (frames too far ahead of its
+//! clock, or too late, are refused); the readings alone show at most a daily
+//! pattern running late or early against the machine's history, which a
+//! per-series detector cannot tell from a changed schedule.
 
 use super::series::{Debounce, Decay, Episode, EwStats, Kernel, WarmUp, channel_mask, fmt_duration, score, with_unit};
-use super::{Anomaly, AnomalyKind, ConfigError, Detector};
+use super::{Anomaly, AnomalyKind, ConfigError, Detector, MachineMap};
 use larmor_ingest::archive::humantime_serde_compat;
 use larmor_ingest::{CATALOG, ChannelId, Frame, Stream};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// `[detect.sensor_fault]`
@@ -32,7 +42,16 @@ pub struct SensorFaultConfig {
     pub warm_up_readings: u32,
     /// Normal readings needed to end a stuck episode.
     pub clear_after: u32,
-    /// Channels checked for stuck values and dropouts (discrete channels repeat by nature).
+    /// Spike: a reading at least this many usual steps (the mean absolute
+    /// difference between consecutive readings) from both neighbours, on the
+    /// same side, while the neighbours are within half that jump of each other...
+    pub spike_threshold: f64,
+    /// ...at least this many of them, each within `spike_window` readings of the
+    /// last, make one anomaly (1: every lone spike is reported)...
+    pub spike_min_count: u32,
+    /// ...which ends after this many readings without a spike.
+    pub spike_window: u32,
+    /// Channels checked for stuck values, spikes and dropouts (discrete channels repeat by nature).
     pub channels: Vec<String>,
 }
 
@@ -46,6 +65,9 @@ impl Default for SensorFaultConfig {
             min_gap: Duration::from_secs(120),
             warm_up_readings: 100,
             clear_after: 1,
+            spike_threshold: 8.0,
+            spike_min_count: 2,
+            spike_window: 300,
             channels: CATALOG
                 .iter()
                 .filter(|c| c.name != "door_open" && c.name != "occupancy")
@@ -69,6 +91,16 @@ pub struct SensorFaultParams {
 }
 
 impl SensorFaultConfig {
+    /// What a [`SpikeTracker`] needs.
+    pub fn spike_params(&self) -> SpikeParams {
+        SpikeParams {
+            threshold: self.spike_threshold,
+            min_count: self.spike_min_count.max(1),
+            window: u64::from(self.spike_window.max(1)),
+            warm_up_readings: u64::from(self.warm_up_readings),
+        }
+    }
+
     pub fn params(&self) -> SensorFaultParams {
         SensorFaultParams {
             stuck_min_readings: self.stuck_min_readings.max(2),
@@ -91,17 +123,24 @@ impl SensorFaultConfig {
         if self.gap_factor.is_nan() || self.gap_factor < 1.0 {
             return Err(ConfigError::invalid("sensor_fault", "gap_factor must be at least 1"));
         }
+        if self.spike_threshold.is_nan() || self.spike_threshold <= 0.0 {
+            return Err(ConfigError::invalid("sensor_fault", "spike_threshold must be above 0"));
+        }
+        if self.spike_window == 0 {
+            return Err(ConfigError::invalid("sensor_fault", "spike_window must be at least 1"));
+        }
         Ok(SensorFaultDetector {
             params: SensorFaultParams {
                 gaps: false,
                 ..self.params()
             },
+            spikes: self.spike_params(),
             debounce: Debounce {
                 confirm: 1,
                 clear_after: self.clear_after,
             },
             watched: channel_mask("sensor_fault", &self.channels)?,
-            machines: HashMap::new(),
+            machines: MachineMap::default(),
         })
     }
 }
@@ -156,7 +195,7 @@ impl Intervals {
         }
         self.count = self.count.saturating_add(1);
         // Sample-based weight: the usual interval follows a rate change within a few hundred readings.
-        self.usual.push(dt, 1.0 / 256.0);
+        self.usual.push_mean(dt, 1.0 / 256.0);
         None
     }
 }
@@ -251,9 +290,9 @@ impl Kernel for SensorFaultKernel {
         let dt = ts_ms - self.last_ts.unwrap_or(ts_ms);
         self.last_ts = Some(ts_ms);
         if self.run < self.p.stuck_min_readings {
-            self.repeats.push(if repeat { 1.0 } else { 0.0 }, 1.0 / 256.0);
+            self.repeats.push_mean(if repeat { 1.0 } else { 0.0 }, 1.0 / 256.0);
             let a = self.magnitude_decay.alpha(dt);
-            self.magnitude.push(x.abs(), a);
+            self.magnitude.push_mean(x.abs(), a);
         }
         if !self.warm.tick(ts_ms) {
             return 0.0;
@@ -263,8 +302,8 @@ impl Kernel for SensorFaultKernel {
             self.required = self.required_run();
         }
         self.warm_count = self.warm_count.wrapping_add(1);
-        let at_floor = x.abs() < FLOOR_SHARE * self.magnitude.mean;
-        let stuck = if at_floor {
+        // A new value starts a run now: its duration, so the ratio, is 0 (no divisions).
+        let stuck = if !repeat || x.abs() < FLOOR_SHARE * self.magnitude.mean {
             0.0
         } else {
             (f64::from(self.run) / self.required).min((ts_ms - self.run_start) as f64 / self.min_duration_ms)
@@ -313,9 +352,189 @@ fn fmt_ms(ms: f64) -> String {
     fmt_duration(Duration::from_secs_f64((ms / 1000.0).max(0.0)))
 }
 
+/// What a [`SpikeTracker`] needs (see [`SensorFaultConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SpikeParams {
+    /// In usual steps.
+    pub threshold: f64,
+    pub min_count: u32,
+    /// Readings.
+    pub window: u64,
+    pub warm_up_readings: u64,
+}
+
+/// A run of spikes that became an episode: what its anomaly reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpikeEpisode {
+    /// The spike that made the run an episode.
+    pub ts_ms: i64,
+    pub value: f64,
+    /// Its neighbours' mean.
+    pub expected: f64,
+    /// How far apart its neighbours are, in usual steps.
+    pub neighbours_apart: f64,
+    /// Spikes in the run so far.
+    pub count: u32,
+    /// The usual step between readings, and the spike's jump in them.
+    pub usual_step: f64,
+    pub ratio: f64,
+}
+
+/// Spikes of one series: a reading that jumps far from both neighbours, in
+/// the same direction, while the neighbours agree with each other. That is a
+/// sensor (or its wiring) misreading once, not the machine: no physical level
+/// goes there and straight back within one sampling interval. Judged one reading
+/// late (the next neighbour is needed). "Far" is in usual steps: the mean
+/// absolute difference between consecutive readings over the last few hundred
+/// readings, or over the last few if larger (a signal that jumps by nature for a
+/// while, a vibration while scanning, raises that one), each step clipped to a
+/// few usual steps before it is learnt (so spikes barely raise it), and at least
+/// the sensor's resolution. Spikes within `window` readings of each other are one
+/// run; a run of `min_count` is one episode, reported once, over after `window`
+/// readings without a spike. Every channel is tracked on every reading: plain
+/// arithmetic, no division once warm.
+#[derive(Debug, Clone)]
+pub struct SpikeTracker {
+    p: SpikeParams,
+    /// The two readings before this one: x[i-2], and x[i-1] with its time.
+    before: f64,
+    last: f64,
+    last_ts: i64,
+    /// Mean absolute step between consecutive readings: slow and recent.
+    slow: f64,
+    recent: f64,
+    /// Steps learnt so far (the first ones are plain averages).
+    steps: u64,
+    /// The finest step seen (infinite until two readings differ).
+    resolution: f64,
+    readings: u64,
+    /// Spikes in the current run, and the reading index of the last one.
+    run: u32,
+    last_spike: u64,
+    open: bool,
+}
+
+/// Steps are clipped to this many usual steps before they are learnt.
+const SPIKE_STEP_CLIP: f64 = 4.0;
+/// Per-reading weights of the usual steps (spikes are per reading, not per time).
+const SPIKE_SLOW_STEPS: u64 = 128;
+const SPIKE_RECENT_ALPHA: f64 = 1.0 / 8.0;
+
+/// `a.max(b)` for numbers known not to be NaN (one instruction).
+#[inline(always)]
+fn larger(a: f64, b: f64) -> f64 {
+    if a > b { a } else { b }
+}
+
+impl SpikeTracker {
+    pub fn new(p: SpikeParams) -> Self {
+        SpikeTracker {
+            p,
+            before: f64::NAN,
+            last: f64::NAN,
+            last_ts: 0,
+            slow: 0.0,
+            recent: 0.0,
+            steps: 0,
+            resolution: f64::INFINITY,
+            readings: 0,
+            run: 0,
+            last_spike: 0,
+            open: false,
+        }
+    }
+
+    /// Takes one reading; returns the episode a spike of the previous reading opens.
+    #[inline]
+    pub fn update(&mut self, ts_ms: i64, x: f64) -> Option<SpikeEpisode> {
+        if !x.is_finite() {
+            return None;
+        }
+        let (a, c, c_ts) = (self.before, self.last, self.last_ts);
+        self.before = c;
+        self.last = x;
+        self.last_ts = ts_ms;
+        self.readings += 1;
+        if self.open && self.readings - self.last_spike > self.p.window {
+            self.open = false;
+            self.run = 0;
+        }
+        let step_in = (x - c).abs();
+        if step_in.is_nan() {
+            return None; // the first reading
+        }
+        // (`&` rather than `&&`: one branch, rarely taken; whether a value repeats,
+        // or is above or below its neighbour, is a coin toss on noise.)
+        if (step_in < self.resolution) & (step_in > 0.0) {
+            self.resolution = step_in;
+        }
+        let resolution = if self.resolution.is_finite() {
+            self.resolution
+        } else {
+            0.0
+        };
+        let usual = larger(larger(self.slow, self.recent), larger(resolution, 1e-9 * c.abs()));
+        let (up, down) = (c - a, c - x);
+        let jump = up.abs().min(down.abs());
+        let apart = (x - a).abs();
+        // `a` is NaN on the second reading: no spike then (comparisons are false).
+        let spike = (up * down > 0.0)
+            & (jump > self.p.threshold * usual)
+            & (apart <= 0.5 * jump)
+            & (self.readings > self.p.warm_up_readings);
+        // Learn the step into `x`; after a spike, the step over it (the spike is no step).
+        let step = if spike { apart } else { step_in };
+        self.steps += 1;
+        let step = if self.steps > 8 {
+            step.min(SPIKE_STEP_CLIP * usual)
+        } else {
+            step
+        };
+        let k = if self.steps < SPIKE_SLOW_STEPS {
+            1.0 / self.steps as f64
+        } else {
+            1.0 / SPIKE_SLOW_STEPS as f64
+        };
+        self.slow += k * (step - self.slow);
+        self.recent += larger(k, SPIKE_RECENT_ALPHA) * (step - self.recent);
+        if !spike {
+            return None;
+        }
+        if self.run > 0 && self.readings - self.last_spike > self.p.window {
+            self.run = 0;
+        }
+        self.run = self.run.saturating_add(1);
+        self.last_spike = self.readings;
+        if self.open || self.run < self.p.min_count {
+            return None;
+        }
+        self.open = true;
+        Some(SpikeEpisode {
+            ts_ms: c_ts,
+            value: c,
+            expected: 0.5 * (a + x),
+            neighbours_apart: apart / usual,
+            count: self.run,
+            usual_step: usual,
+            ratio: jump / usual,
+        })
+    }
+
+    /// Whether a run of spikes is being reported.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Forget everything (after a warm-up on averages, whose steps are not live data's).
+    pub fn reset(&mut self) {
+        *self = SpikeTracker::new(self.p);
+    }
+}
+
 struct ChannelState {
     kernel: SensorFaultKernel,
     episode: Episode,
+    spikes: SpikeTracker,
     last_seen: i64,
     missing: bool,
 }
@@ -328,9 +547,10 @@ struct MachineState {
 /// Stuck channels, missing channels and stream dropouts, per machine.
 pub struct SensorFaultDetector {
     params: SensorFaultParams,
+    spikes: SpikeParams,
     debounce: Debounce,
     watched: Vec<bool>,
-    machines: HashMap<String, MachineState>,
+    machines: MachineMap<MachineState>,
 }
 
 fn sensor_anomaly(
@@ -364,6 +584,7 @@ impl Detector for SensorFaultDetector {
             return;
         };
         let params = self.params;
+        let spike_params = self.spikes;
         let m = match self.machines.get_mut(&frame.machine_id) {
             Some(m) => m,
             None => self
@@ -410,6 +631,7 @@ impl Detector for SensorFaultDetector {
                 let ch = m.channels[c.0 as usize].get_or_insert_with(|| ChannelState {
                     kernel: SensorFaultKernel::new(&params),
                     episode: Episode::default(),
+                    spikes: SpikeTracker::new(spike_params),
                     last_seen: s.ts_ms,
                     missing: false,
                 });
@@ -420,6 +642,12 @@ impl Detector for SensorFaultDetector {
                     let spec = c.spec();
                     let why = format!("{}: {}", spec.name, ch.kernel.explain(v, spec.unit));
                     out.push(sensor_anomaly(frame, vec![spec.name], s.ts_ms, v, sc, why));
+                }
+                if let Some(e) = ch.spikes.update(s.ts_ms, v) {
+                    let spec = c.spec();
+                    let why = spike_explanation(spec.name, spec.unit, &e, &spike_params);
+                    let sc = score(e.ratio / spike_params.threshold);
+                    out.push(sensor_anomaly(frame, vec![spec.name], e.ts_ms, e.value, sc, why));
                 }
             }
         }
@@ -461,9 +689,25 @@ impl Detector for SensorFaultDetector {
             m.streams = [Intervals::new(&self.params); 3];
             for ch in m.channels.iter_mut().flatten() {
                 ch.kernel.end_warm_up();
+                ch.spikes.reset();
             }
         }
     }
+}
+
+fn spike_explanation(name: &str, unit: &str, e: &SpikeEpisode, p: &SpikeParams) -> String {
+    format!(
+        "{name}: spikes: {} read between neighbours at {} ({:.1} apart), {:.0} usual steps ({}) away from both; \
+         {} such single readings within {} readings of each other: the sensor or its wiring misreads, \
+         not the machine",
+        with_unit(e.value, unit),
+        with_unit(e.expected, unit),
+        e.neighbours_apart,
+        e.ratio,
+        with_unit(e.usual_step, unit),
+        e.count,
+        p.window
+    )
 }
 
 fn stream_channels(stream: Stream) -> impl Iterator<Item = ChannelId> {

@@ -4,9 +4,8 @@
 //! and [`SeriesDetector`], which runs a univariate [`Kernel`] per machine and
 //! channel. Kernels only see `(timestamp, value)`: the same code scores any CSV.
 
-use super::{Anomaly, AnomalyKind, ConfigError, Detector, kind_of};
+use super::{Anomaly, AnomalyKind, ConfigError, Detector, MachineMap, kind_of};
 use larmor_ingest::{CATALOG, ChannelId, Frame};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Maps `ratio` = statistic / threshold to a score in 0..1: 0.5 at the
@@ -17,6 +16,35 @@ pub fn score(ratio: f64) -> f64 {
         if ratio.is_finite() { ratio / (1.0 + ratio) } else { 1.0 }
     } else {
         0.0
+    }
+}
+
+/// `1 / t` when dividing by `t` is exactly multiplying by it (`t` a power of
+/// two, like the default thresholds 8): then the hot paths multiply.
+pub fn exact_reciprocal(t: f64) -> Option<f64> {
+    let inv = 1.0 / t;
+    (t > 0.0 && t.is_normal() && inv.is_normal() && t.to_bits() & ((1 << 52) - 1) == 0).then_some(inv)
+}
+
+/// `x.clamp(lo, hi)` for bounds known to be ordered: the same value (NaN
+/// stays NaN), without `clamp`'s check of the bounds on every call.
+#[inline(always)]
+pub fn clamp_ordered(x: f64, lo: f64, hi: f64) -> f64 {
+    if x < lo {
+        lo
+    } else if x > hi {
+        hi
+    } else {
+        x
+    }
+}
+
+/// `x / t`, as a multiplication when `inv` is [`exact_reciprocal`]`(t)`.
+#[inline(always)]
+pub fn div_exact(x: f64, t: f64, inv: Option<f64>) -> f64 {
+    match inv {
+        Some(inv) => x * inv,
+        None => x / t,
     }
 }
 
@@ -76,21 +104,24 @@ impl Episode {
     }
 }
 
-/// `1 - exp(-dt/tau)` for a half-life, recomputed only when the step changes:
-/// regularly sampled series never call `exp` after the first reading.
+/// `1 - exp(-dt/tau)` for a half-life, remembered for the last two steps:
+/// regularly sampled series never call `exp` after the first readings, nor do
+/// series that alternate between two steps (a detector skipping repeated values
+/// sees one step and its double).
 #[derive(Debug, Clone, Copy)]
 pub struct Decay {
     tau_ms: f64,
-    dt_ms: i64,
-    alpha: f64,
+    /// The last two different steps (the latest first), and their weights.
+    dt_ms: [i64; 2],
+    alpha: [f64; 2],
 }
 
 impl Decay {
     pub fn new(half_life: Duration) -> Self {
         Decay {
             tau_ms: (half_life.as_secs_f64() * 1000.0 / std::f64::consts::LN_2).max(1.0),
-            dt_ms: i64::MIN,
-            alpha: 0.0,
+            dt_ms: [i64::MIN; 2],
+            alpha: [0.0; 2],
         }
     }
 
@@ -101,50 +132,103 @@ impl Decay {
 
     /// Weight of a reading `dt_ms` after the previous one. Repeated or
     /// out-of-order timestamps count as 1 ms.
-    #[inline]
+    #[inline(always)]
     pub fn alpha(&mut self, dt_ms: i64) -> f64 {
-        if dt_ms != self.dt_ms {
-            self.dt_ms = dt_ms;
-            self.alpha = 1.0 - (-(dt_ms.max(1) as f64) / self.tau_ms).exp();
+        if dt_ms == self.dt_ms[0] {
+            return self.alpha[0];
         }
-        self.alpha
+        self.other_step(dt_ms)
+    }
+
+    /// The step before the last one (they swap), or a new one (computed).
+    #[inline(never)]
+    fn other_step(&mut self, dt_ms: i64) -> f64 {
+        let a = if dt_ms == self.dt_ms[1] {
+            self.alpha[1]
+        } else {
+            1.0 - (-(dt_ms.max(1) as f64) / self.tau_ms).exp()
+        };
+        self.dt_ms = [dt_ms, self.dt_ms[0]];
+        self.alpha = [a, self.alpha[0]];
+        a
     }
 }
 
 /// Exponentially weighted mean and variance. The weights are normalised, so
 /// the first estimates are plain averages instead of being pulled to zero.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct EwStats {
     pub mean: f64,
     pub var: f64,
     weight: f64,
+    /// `alpha` for which `weight` stopped moving (NaN: none), and the step then.
+    settled_alpha: f64,
+    settled_step: f64,
+}
+
+impl Default for EwStats {
+    fn default() -> Self {
+        EwStats {
+            mean: 0.0,
+            var: 0.0,
+            weight: 0.0,
+            settled_alpha: f64::NAN,
+            settled_step: 0.0,
+        }
+    }
 }
 
 impl EwStats {
+    /// The normalised weight of a new value: `alpha / weight`, the weight
+    /// having taken the value. The total weight creeps towards 1 and, in
+    /// floating point, stops moving within a few dozen times 1/alpha values; from
+    /// then on, while `alpha` stays, the step is the same: kept, not divided again.
+    #[inline(always)]
+    fn step(&mut self, alpha: f64) -> f64 {
+        if alpha == self.settled_alpha {
+            return self.settled_step;
+        }
+        self.moving_step(alpha)
+    }
+
+    #[inline]
+    fn moving_step(&mut self, alpha: f64) -> f64 {
+        let w = self.weight + alpha * (1.0 - self.weight);
+        let a = if w > 0.0 { alpha / w } else { 1.0 };
+        if w == self.weight {
+            self.settled_alpha = alpha;
+            self.settled_step = a;
+        } else if !self.settled_alpha.is_nan() {
+            self.settled_alpha = f64::NAN; // settled for another alpha: no longer
+        }
+        self.weight = w;
+        a
+    }
+
     #[inline]
     pub fn push(&mut self, x: f64, alpha: f64) {
-        self.weight += alpha * (1.0 - self.weight);
-        let a = if self.weight > 0.0 { alpha / self.weight } else { 1.0 };
+        let a = self.step(alpha);
         let d = x - self.mean;
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
     }
 
-    /// Like `push`, with the squared deviation scaled by `var_scale` (see [`TYPICAL`]).
+    /// Like `push`, with the squared deviation scaled by `var_scale` (see
+    /// [`TYPICAL`]). For slow baselines, whose weight moves for months: the
+    /// check for a settled weight would only cost.
     #[inline]
     pub fn push_scaled(&mut self, x: f64, alpha: f64, var_scale: f64) {
-        self.weight += alpha * (1.0 - self.weight);
-        let a = if self.weight > 0.0 { alpha / self.weight } else { 1.0 };
+        let a = self.moving_step(alpha);
         let d = x - self.mean;
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d * var_scale);
     }
 
-    /// Moves the mean only; the spread stays as it was.
+    /// Moves the mean only; the spread stays as it was (for statistics whose
+    /// spread nobody reads, it saves the work).
     #[inline]
     pub fn push_mean(&mut self, x: f64, alpha: f64) {
-        self.weight += alpha * (1.0 - self.weight);
-        let a = if self.weight > 0.0 { alpha / self.weight } else { 1.0 };
+        let a = self.step(alpha);
         self.mean += a * (x - self.mean);
     }
 
@@ -227,7 +311,7 @@ impl Baseline {
     /// Learns `x` when `near` (its spread too when also `typical`, or while
     /// empty). Away, checks every `relearn_after` whether `x` settled within
     /// `tolerance`; returns true when it became the new baseline.
-    #[inline]
+    #[inline(always)]
     pub fn update(&mut self, ts_ms: i64, dt_ms: i64, x: f64, near: Near, tolerance: f64) -> bool {
         if near != Near::Away || self.stats.is_empty() {
             self.away = None;
@@ -272,9 +356,9 @@ impl Winsor {
         let mut d = x - level;
         if !self.scale.is_empty() {
             let lim = WINSOR_LIMIT * self.scale.mean.max(floor);
-            d = d.clamp(-lim, lim);
+            d = clamp_ordered(d, -lim, lim);
         }
-        self.scale.push(d.abs(), alpha);
+        self.scale.push_mean(d.abs(), alpha);
         level + d
     }
 }
@@ -296,8 +380,10 @@ impl Default for Resolution {
 impl Resolution {
     #[inline]
     pub fn push(&mut self, delta: f64) {
+        // One branch on the (rarely true) whole condition: whether the value
+        // repeated (d == 0) is a coin toss on a quantised signal.
         let d = delta.abs();
-        if d > 0.0 && d < self.step {
+        if (d < self.step) & (d > 0.0) {
             self.step = d;
         }
     }
@@ -397,7 +483,7 @@ pub struct SeriesDetector<K: Kernel> {
     config: K::Config,
     debounce: Debounce,
     watched: Vec<bool>,
-    machines: HashMap<String, Vec<Option<Slot<K>>>>,
+    machines: MachineMap<Vec<Option<Slot<K>>>>,
 }
 
 impl<K: Kernel> SeriesDetector<K> {
@@ -414,7 +500,7 @@ impl<K: Kernel> SeriesDetector<K> {
             config,
             debounce,
             watched,
-            machines: HashMap::new(),
+            machines: MachineMap::default(),
         }
     }
 }
@@ -548,6 +634,43 @@ mod tests {
         }
         assert!((s.mean - 2.0).abs() < 1e-5, "{}", s.mean);
         assert!((s.var - 2.0 / 3.0).abs() < 1e-5, "{}", s.var);
+    }
+
+    #[test]
+    fn the_shortcuts_of_decay_and_ew_stats_change_no_bit() {
+        // Decay: the weights it remembers are those it would compute.
+        let mut d = Decay::new(Duration::from_secs(60));
+        let tau = d.tau_ms();
+        for (i, &dt) in [100, 100, 200, 100, 200, 200, 50, 100, 0, -5, 100]
+            .iter()
+            .cycle()
+            .take(2000)
+            .enumerate()
+        {
+            let want = 1.0 - (-(dt.max(1) as f64) / tau).exp();
+            assert_eq!(d.alpha(dt).to_bits(), want.to_bits(), "step {dt} at {i}");
+        }
+        // EwStats: once the weight stops moving the step is kept, not recomputed;
+        // a change of alpha (a sampling gap) moves the weight again.
+        let (mut s, mut m) = (EwStats::default(), EwStats::default());
+        let (mut mean, mut var, mut weight) = (0.0_f64, 0.0_f64, 0.0_f64);
+        for i in 0..100_000u64 {
+            let alpha = if i % 20_000 < 19_990 { 0.01 } else { 0.02 };
+            let x = ((i * 7919) % 101) as f64 / 7.0;
+            s.push(x, alpha);
+            m.push_mean(x, alpha);
+            weight += alpha * (1.0 - weight);
+            let a = if weight > 0.0 { alpha / weight } else { 1.0 };
+            let d = x - mean;
+            mean += a * d;
+            var = (1.0 - a) * (var + a * d * d);
+            assert!(
+                s.mean.to_bits() == mean.to_bits() && s.var.to_bits() == var.to_bits(),
+                "push {i}"
+            );
+            assert_eq!(m.mean.to_bits(), mean.to_bits(), "push_mean {i}");
+        }
+        assert!(!s.settled_alpha.is_nan(), "the weight settled");
     }
 
     #[test]

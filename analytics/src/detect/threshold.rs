@@ -2,10 +2,10 @@
 //! episode ends after the channel is back inside the range for a few samples
 //! (hysteresis), so one excursion is one anomaly.
 
-use super::{Anomaly, Detector, kind_of};
+use super::{Anomaly, Detector, MachineMap, kind_of};
 use larmor_ingest::{CATALOG, ChannelId, Frame};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Alarm limits of one channel; either side may be absent.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
@@ -43,8 +43,10 @@ struct ChannelState {
 
 pub struct ThresholdDetector {
     limits: Vec<Limits>,
+    /// The limits as numbers (a missing side: infinite), for the common case: in range.
+    bounds: Vec<(f64, f64)>,
     clear_after: u32,
-    state: HashMap<String, Vec<ChannelState>>,
+    state: MachineMap<Vec<ChannelState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +67,13 @@ impl ThresholdDetector {
             limits[id.0 as usize] = *l;
         }
         Ok(ThresholdDetector {
+            bounds: limits
+                .iter()
+                .map(|l| (l.low.unwrap_or(f64::NEG_INFINITY), l.high.unwrap_or(f64::INFINITY)))
+                .collect(),
             limits,
             clear_after: config.clear_after.max(1),
-            state: HashMap::new(),
+            state: MachineMap::default(),
         })
     }
 }
@@ -87,8 +93,14 @@ impl Detector for ThresholdDetector {
         };
         for s in &frame.samples {
             for &(c, v) in &s.values {
-                let l = self.limits[c.0 as usize];
                 let st = &mut states[c.0 as usize];
+                let (lo, hi) = self.bounds[c.0 as usize];
+                // (NaN breaches no limit, as below)
+                let breach = v < lo || v > hi;
+                if !st.in_alarm && !breach {
+                    continue; // in range, nothing open
+                }
+                let l = self.limits[c.0 as usize];
                 let breach = match (l.low, l.high) {
                     (Some(lo), _) if v < lo => Some(("below", lo)),
                     (_, Some(hi)) if v > hi => Some(("above", hi)),

@@ -140,7 +140,7 @@ impl Kernel for BandGrowthKernel {
         // A reading of 0 (a stopped compressor) is floored at the sensor's resolution.
         let ln = x.max(self.res.get()).max(1e-9).ln();
         let a = self.decay.alpha(dt);
-        self.level.push(ln, a);
+        self.level.push_mean(ln, a);
         let warm = self.warm.tick(ts_ms);
         let mut out = 0.0;
         let mut near = Near::Typical;
