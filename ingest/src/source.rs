@@ -8,6 +8,16 @@
 //! manifest's offsets are skipped when they come again (after a crash, or when a
 //! partition moves), so each reading is archived exactly once. A rebalance
 //! checkpoints before partitions are given up and reloads the ledger after.
+//!
+//! Threads: the consumer thread polls, and hands each message to the
+//! decode-and-verify stage ([`crate::verify`], one worker per core); it takes the
+//! results back in poll order and does the rest itself (replay check, archive
+//! buffer, dead letters, offsets), so per-partition order is kept. Checkpoints
+//! triggered by size or age are written on a background thread (at most one at a
+//! time) while consumption goes on: the manifest still names exactly the offsets
+//! handled before the checkpoint began, and those go to Kafka only once the
+//! manifest is durable. A rebalance or the end of a run first handles every
+//! message in flight and waits for the checkpoint in flight.
 
 use crate::archive::{ArchiveConfig, ArchiveWriter, Flush, FlushStats, publish};
 use crate::channels::Stream;
@@ -445,7 +455,12 @@ impl KafkaSource {
         cc.set("group.id", &kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // Verifying and archiving take longer than fetching: with a backlog the prefetch
+            // queue fills up (queued.max.messages.kbytes), and librdkafka then postpones the
+            // next fetch by this much. At its default (1 s) the queue runs dry first and
+            // ingest stalls; a short backoff keeps it topped up.
+            .set("fetch.queue.backoff.ms", "50");
         // Pass-through properties win over our defaults.
         for (k, v) in &kafka.properties {
             cc.set(k, v);
@@ -516,8 +531,11 @@ impl KafkaSource {
                     state.metrics.consumer_errors.inc();
                     tracing::warn!(error = %e, "Kafka consumer error");
                 }
-                // Nothing new: wait for the oldest message in flight instead.
-                None => state.apply_next(true).map(drop)?,
+                // Nothing new: hand the workers what there is and wait for the oldest result.
+                None => {
+                    state.stage.flush()?;
+                    state.apply_next(true)?;
+                }
             }
             // Take every result that is ready, in order.
             while state.apply_next(false)? {}

@@ -13,6 +13,7 @@ use crate::registry::DeviceRegistry;
 use crate::trust::{FrameVerifier, HEADER_SIGNATURE};
 use crate::wire::{self, Frame, Reject, RejectReason};
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
@@ -67,16 +68,26 @@ pub struct Done {
 }
 
 struct Worker {
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
+    jobs: Option<SyncSender<Vec<Job>>>,
+    done: Receiver<Vec<Done>>,
     handle: Option<JoinHandle<()>>,
 }
+
+/// Messages go to the workers in batches of this many (fewer when the consumer has
+/// nothing more to poll): a thread wakes up once per batch, not once per message.
+const BATCH: usize = 16;
 
 /// The worker threads and the messages in flight between them and the consumer.
 pub struct VerifyStage {
     workers: Vec<Worker>,
-    sent: usize,
-    received: usize,
+    /// The batch being filled, not yet handed to a worker.
+    filling: Vec<Job>,
+    /// Results taken back from a worker, not yet handed on.
+    ready: VecDeque<Done>,
+    batches_sent: usize,
+    batches_received: usize,
+    /// Messages submitted and not yet handed on.
+    in_flight: usize,
     capacity: usize,
 }
 
@@ -88,27 +99,32 @@ impl VerifyStage {
     /// Starts `threads` workers (at least one) with at most `capacity` messages in flight.
     pub fn start(threads: usize, capacity: usize, verifier: &FrameVerifier) -> std::io::Result<VerifyStage> {
         let threads = threads.max(1);
-        let capacity = capacity.max(threads);
+        let capacity = capacity.max(BATCH);
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
-            // Each worker holds at most `capacity` messages, so no send ever blocks.
-            let (job_tx, job_rx) = sync_channel::<Job>(capacity);
-            let (done_tx, done_rx) = sync_channel::<Done>(capacity);
+            // A worker never holds more than `capacity` messages, so no send ever blocks.
+            let batches = capacity.div_ceil(BATCH) + 1;
+            let (job_tx, job_rx) = sync_channel::<Vec<Job>>(batches);
+            let (done_tx, done_rx) = sync_channel::<Vec<Done>>(batches);
             let mut verifier = verifier.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("ingest-verify-{i}"))
                 .spawn(move || {
                     let mut registry: Option<Arc<DeviceRegistry>> = None;
-                    for job in job_rx {
-                        // A new registry may carry new keys: forget the parsed ones.
-                        if !registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, &job.registry)) {
-                            verifier.reload_keys();
-                            registry = Some(job.registry.clone());
+                    for batch in job_rx {
+                        let mut done = Vec::with_capacity(batch.len());
+                        for job in batch {
+                            // A new registry may carry new keys: forget the parsed ones.
+                            if !registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, &job.registry)) {
+                                verifier.reload_keys();
+                                registry = Some(job.registry.clone());
+                            }
+                            let examined = job
+                                .examine
+                                .then(|| examine(&job.msg, job.stream, &job.registry, &mut verifier));
+                            done.push(Done { msg: job.msg, examined });
                         }
-                        let examined = job
-                            .examine
-                            .then(|| examine(&job.msg, job.stream, &job.registry, &mut verifier));
-                        if done_tx.send(Done { msg: job.msg, examined }).is_err() {
+                        if done_tx.send(done).is_err() {
                             break;
                         }
                     }
@@ -121,51 +137,83 @@ impl VerifyStage {
         }
         Ok(VerifyStage {
             workers,
-            sent: 0,
-            received: 0,
+            filling: Vec::with_capacity(BATCH),
+            ready: VecDeque::new(),
+            batches_sent: 0,
+            batches_received: 0,
+            in_flight: 0,
             capacity,
         })
     }
 
     pub fn in_flight(&self) -> usize {
-        self.sent - self.received
+        self.in_flight
     }
 
     pub fn is_full(&self) -> bool {
-        self.in_flight() >= self.capacity
+        self.in_flight >= self.capacity
     }
 
-    /// Hands a message to the next worker. The caller takes a result first when full.
+    /// Queues a message for the workers (handed over once a batch is full, or at the
+    /// next [`VerifyStage::flush`]). The caller takes a result first when full.
     pub fn submit(&mut self, job: Job) -> Result<(), StageStopped> {
         debug_assert!(!self.is_full());
-        let i = self.sent % self.workers.len();
-        let sent = self.workers[i].jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        self.filling.push(job);
+        self.in_flight += 1;
+        if self.filling.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the batch being filled to the next worker.
+    pub fn flush(&mut self) -> Result<(), StageStopped> {
+        if self.filling.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.filling, Vec::with_capacity(BATCH));
+        let i = self.batches_sent % self.workers.len();
+        let sent = self.workers[i].jobs.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
         if !sent {
             return Err(StageStopped(i));
         }
-        self.sent += 1;
+        self.batches_sent += 1;
         Ok(())
     }
 
     /// The oldest message in flight, once examined; `None` when nothing is in
     /// flight, or (with `wait` false) when the oldest is not ready yet.
     pub fn next(&mut self, wait: bool) -> Result<Option<Done>, StageStopped> {
-        if self.in_flight() == 0 {
-            return Ok(None);
-        }
-        let i = self.received % self.workers.len();
-        let rx = &self.workers[i].done;
-        let got = if wait {
-            rx.recv().map_err(|_| StageStopped(i))?
-        } else {
-            match rx.try_recv() {
-                Ok(d) => d,
-                Err(TryRecvError::Empty) => return Ok(None),
-                Err(TryRecvError::Disconnected) => return Err(StageStopped(i)),
+        if self.ready.is_empty() {
+            if self.in_flight == 0 {
+                return Ok(None);
             }
-        };
-        self.received += 1;
-        Ok(Some(got))
+            if self.batches_received == self.batches_sent {
+                // The oldest message is still in the batch being filled.
+                if !wait {
+                    return Ok(None);
+                }
+                self.flush()?;
+            }
+            let i = self.batches_received % self.workers.len();
+            let rx = &self.workers[i].done;
+            let batch = if wait {
+                rx.recv().map_err(|_| StageStopped(i))?
+            } else {
+                match rx.try_recv() {
+                    Ok(b) => b,
+                    Err(TryRecvError::Empty) => return Ok(None),
+                    Err(TryRecvError::Disconnected) => return Err(StageStopped(i)),
+                }
+            };
+            self.batches_received += 1;
+            self.ready.extend(batch);
+        }
+        let done = self.ready.pop_front();
+        if done.is_some() {
+            self.in_flight -= 1;
+        }
+        Ok(done)
     }
 }
 
