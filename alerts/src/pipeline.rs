@@ -5,12 +5,11 @@
 use crate::alert::Alert;
 use crate::outbox::{Channel, OutboxChannel, Party};
 use larmor_analytics::Anomaly;
-use larmor_ingest::DeviceRegistry;
+use larmor_ingest::SharedRegistry;
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings of alert delivery.
@@ -83,17 +82,18 @@ pub struct Outcome {
 
 pub struct AlertPipeline {
     config: AlertsConfig,
-    registry: Arc<DeviceRegistry>,
+    /// Shared with ingest: a registry reload re-routes alerts at once.
+    registry: SharedRegistry,
     last_sent: HashMap<(String, &'static str, &'static str), i64>,
     channels: BTreeMap<Party, Box<dyn Channel>>,
     metrics: AlertMetrics,
 }
 
 impl AlertPipeline {
-    pub fn new(config: AlertsConfig, registry: Arc<DeviceRegistry>, metrics: AlertMetrics) -> Self {
+    pub fn new(config: AlertsConfig, registry: impl Into<SharedRegistry>, metrics: AlertMetrics) -> Self {
         AlertPipeline {
             config,
-            registry,
+            registry: registry.into(),
             last_sent: HashMap::new(),
             channels: BTreeMap::new(),
             metrics,
@@ -105,7 +105,8 @@ impl AlertPipeline {
             .anomalies
             .with_label_values(&[anomaly.detector, anomaly.channel()])
             .inc();
-        let Some(device) = self.registry.get(&anomaly.machine_id) else {
+        let registry = self.registry.current();
+        let Some(device) = registry.get(&anomaly.machine_id) else {
             tracing::warn!(machine = %anomaly.machine_id, "anomaly for a machine missing from the registry");
             return Outcome::default();
         };
@@ -165,7 +166,8 @@ impl AlertPipeline {
 mod tests {
     use super::*;
     use larmor_analytics::AnomalyKind;
-    use larmor_ingest::{Device, Stream};
+    use larmor_ingest::{Device, DeviceRegistry, Stream};
+    use std::sync::Arc;
 
     fn registry() -> Arc<DeviceRegistry> {
         let d = |id: &str, m: &str| Device {
@@ -225,5 +227,28 @@ mod tests {
             "room alert never reaches boreal"
         );
         assert_eq!(p.metrics.notifications.with_label_values(&["admin"]).get(), 2);
+    }
+
+    #[test]
+    fn a_registry_reload_routes_alerts_for_newly_enrolled_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AlertsConfig {
+            outbox: dir.path().into(),
+            ..Default::default()
+        };
+        let shared = SharedRegistry::new(registry());
+        let mut p = AlertPipeline::new(cfg, shared.clone(), AlertMetrics::register(&Registry::new()).unwrap());
+        // Not enrolled yet: nobody is told.
+        let o = p.process(&anomaly("C", Stream::Temperature, "helium_level_pct", 1_000));
+        assert!(o.delivered_to.is_empty());
+
+        let mut devices = registry().devices().to_vec();
+        let mut c = devices[0].clone();
+        c.machine_id = "C".into();
+        c.manufacturer = "celsius".into();
+        devices.push(c);
+        shared.replace(Arc::new(DeviceRegistry::new(devices).unwrap()));
+        let o = p.process(&anomaly("C", Stream::Temperature, "helium_level_pct", 2_000));
+        assert_eq!(o.delivered_to, vec!["admin", "manufacturer/celsius"]);
     }
 }

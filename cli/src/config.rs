@@ -26,12 +26,25 @@ pub struct LarmorConfig {
 }
 
 /// Where the device registry lives.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Path of the registry TOML. Unset: the simulated fleet is enrolled, and its
     /// registry is written to `larmor-data/devices.toml` for reference.
     pub path: Option<PathBuf>,
+    /// How often a running pipeline checks the registry file for changes: a
+    /// revocation, enrolment or new key takes effect within this time, without a restart.
+    #[serde(with = "humantime_serde_compat")]
+    pub watch_interval: std::time::Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            path: None,
+            watch_interval: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// The built-in fleet simulator that `larmor run` starts.

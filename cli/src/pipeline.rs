@@ -21,7 +21,7 @@ use larmor_ingest::metrics::IngestMetrics;
 use larmor_ingest::publish::FramePublisher;
 use larmor_ingest::source::{FrameObserver, IngestError, KafkaSource, SourceReport};
 use larmor_ingest::trust::DeviceKey;
-use larmor_ingest::{Device, DeviceRegistry, Frame};
+use larmor_ingest::{Device, DeviceRegistry, Frame, RegistryWatch};
 use prometheus::Registry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -150,9 +150,13 @@ impl Pipeline {
             registry.clone(),
             ingest_metrics,
         )?;
+        let source = match &config.registry.path {
+            Some(path) => source.watch_registry(RegistryWatch::new(path, config.registry.watch_interval)),
+            None => source,
+        };
 
         let (tx, rx) = sync_channel::<Anomaly>(config.run.alert_queue.max(1));
-        let mut alert_pipeline = AlertPipeline::new(config.alerts.clone(), registry.clone(), alert_metrics);
+        let mut alert_pipeline = AlertPipeline::new(config.alerts.clone(), source.registry(), alert_metrics);
         let data_dir = DataDir::around(&config.archive.path);
         let (mut anomaly_log, mut alert_log) = (
             AnomalyLog::new(&data_dir.anomalies()),

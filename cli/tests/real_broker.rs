@@ -333,7 +333,23 @@ async fn bad_input_corpus_lands_in_the_dlq_with_reasons_while_good_traffic_flows
     interrupt(&mut c, &log);
 
     // Every corpus item is in the DLQ with the right reason.
-    let consumer: BaseConsumer = client(&tansu.brokers()).set("group.id", "dlq-check").create().unwrap();
+    let dead = read_dlq(&tansu.brokers(), corpus.len());
+    let found: HashMap<&[u8], &str> = dead.iter().map(|(p, r)| (p.as_slice(), r.as_str())).collect();
+    for (name, payload, _, reason) in &corpus {
+        assert_eq!(
+            found.get(payload.as_slice()).copied(),
+            Some(*reason),
+            "corpus item {name:?}"
+        );
+    }
+    assert_eq!(dead.len(), corpus.len(), "nothing else was dead-lettered");
+    // Good traffic, before and after the corpus, is archived exactly once.
+    assert_archive_equals(&dir.path().join("archive"), &produced).await;
+}
+
+/// Up to `expected` dead letters (payload, reason), reading the DLQ for at most 20 s.
+fn read_dlq(brokers: &str, expected: usize) -> Vec<(Vec<u8>, String)> {
+    let consumer: BaseConsumer = client(brokers).set("group.id", "dlq-check").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
         tpl.add_partition_offset("mri.telemetry.dlq", p, Offset::Beginning)
@@ -342,7 +358,7 @@ async fn bad_input_corpus_lands_in_the_dlq_with_reasons_while_good_traffic_flows
     consumer.assign(&tpl).unwrap();
     let mut dead: Vec<(Vec<u8>, String)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while dead.len() < corpus.len() && Instant::now() < deadline {
+    while dead.len() < expected && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let reason = m
                 .headers()
@@ -355,16 +371,84 @@ async fn bad_input_corpus_lands_in_the_dlq_with_reasons_while_good_traffic_flows
             ));
         }
     }
-    let found: HashMap<&[u8], &str> = dead.iter().map(|(p, r)| (p.as_slice(), r.as_str())).collect();
-    for (name, payload, _, reason) in &corpus {
-        assert_eq!(
-            found.get(payload.as_slice()).copied(),
-            Some(*reason),
-            "corpus item {name:?}"
+    // Anything beyond what was expected shows up too, if it is there already.
+    while let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        dead.push((m.payload().unwrap_or_default().to_vec(), String::new()));
+    }
+    dead
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_takes_effect_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start(dir.path());
+    let registry = write_registry(dir.path());
+    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
+    let log = dir.path().join("larmor.log");
+    let mut c = spawn_larmor(&cfg, &log, &[]);
+    let publisher = publisher(&tansu.brokers());
+    let mut sim = Simulator::new(Fleet::generate(MACHINES, SEED), SEED);
+    let mut produced = Tally::default();
+    for _ in 0..3 {
+        for f in sim.frames(now_ms(), 5, 100) {
+            publisher.send(&f).unwrap();
+            produced.add(&f);
+        }
+        sleep(200);
+    }
+    publisher.flush(Duration::from_secs(30)).unwrap();
+
+    // The hospital's IT revokes a machine while larmor runs.
+    let revoke = std::process::Command::new(env!("CARGO_BIN_EXE_larmor"))
+        .args(["device", "revoke", "--registry"])
+        .arg(&registry)
+        .arg("MRI-0002")
+        .output()
+        .unwrap();
+    assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("device registry reloaded")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no registry reload logged; see {}",
+            log.display()
+        );
+        sleep(100);
+    }
+
+    // From now on MRI-0002's frames are refused as revoked; the others flow on.
+    let mut refused: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..3 {
+        for f in sim.frames(now_ms(), 5, 100) {
+            publisher.send(&f).unwrap();
+            if f.machine_id == "MRI-0002" {
+                refused.push(f.encode());
+            } else {
+                produced.add(&f);
+            }
+        }
+        sleep(200);
+    }
+    publisher.flush(Duration::from_secs(30)).unwrap();
+    sleep(1500);
+    interrupt(&mut c, &log);
+
+    assert!(!refused.is_empty());
+    let dead = read_dlq(&tansu.brokers(), refused.len());
+    assert_eq!(
+        dead.len(),
+        refused.len(),
+        "only the revoked machine's later frames are dead letters"
+    );
+    for payload in &refused {
+        assert!(
+            dead.iter().any(|(p, r)| p == payload && r == "revoked_device"),
+            "a frame of the revoked machine is missing from the DLQ"
         );
     }
-    assert_eq!(dead.len(), corpus.len(), "nothing else was dead-lettered");
-    // Good traffic, before and after the corpus, is archived exactly once.
     assert_archive_equals(&dir.path().join("archive"), &produced).await;
 }
 

@@ -17,5 +17,5 @@ pub mod verify;
 pub mod wire;
 
 pub use channels::{CATALOG, ChannelId, ChannelSpec, Stream};
-pub use registry::{Device, DeviceRegistry};
+pub use registry::{Device, DeviceRegistry, RegistryWatch, SharedRegistry};
 pub use wire::{Frame, Reject, RejectReason, Sample};

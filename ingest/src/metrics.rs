@@ -14,6 +14,8 @@ pub struct IngestMetrics {
     pub commits: IntCounter,
     pub consumer_errors: IntCounter,
     pub duplicates_skipped: IntCounter,
+    /// Registry file reloads while running, by result (`ok`, `error`).
+    pub registry_reloads: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -51,6 +53,13 @@ impl IngestMetrics {
                 "larmor_ingest_duplicates_skipped_total",
                 "Messages skipped because the archive already holds them (redelivery after a crash or rebalance)",
             )?,
+            registry_reloads: IntCounterVec::new(
+                Opts::new(
+                    "larmor_registry_reloads_total",
+                    "Device registry reloads after the file changed, by result (error: the file could not be read or parsed; the previous registry stays in force)",
+                ),
+                &["result"],
+            )?,
         };
         r.register(Box::new(m.frames.clone()))?;
         r.register(Box::new(m.readings.clone()))?;
@@ -60,6 +69,10 @@ impl IngestMetrics {
         r.register(Box::new(m.commits.clone()))?;
         r.register(Box::new(m.consumer_errors.clone()))?;
         r.register(Box::new(m.duplicates_skipped.clone()))?;
+        r.register(Box::new(m.registry_reloads.clone()))?;
+        for result in ["ok", "error"] {
+            m.registry_reloads.with_label_values(&[result]);
+        }
         // Every reason is visible from the start, at zero.
         for reason in crate::wire::RejectReason::ALL {
             m.dead_letters.with_label_values(&[reason.code()]);

@@ -79,9 +79,16 @@ impl DeviceRegistry {
 
     /// Writes the registry atomically (a reader never sees half a file).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        // Durable and whole: a running pipeline reloads the file when it changes, and a
+        // revocation must survive a power cut.
+        use std::io::Write;
         let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, self.to_toml())?;
-        std::fs::rename(&tmp, path)
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(self.to_toml().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(dir)?.sync_all()
     }
 
     /// Adds a device; refuses a machine id that is already enrolled.
@@ -126,6 +133,33 @@ impl DeviceRegistry {
         m.sort();
         m.dedup();
         m
+    }
+}
+
+/// The registry in force, shared by everything that looks devices up (ingest's
+/// checks, alert routing). A reload swaps the whole registry at once, so a reader
+/// never sees half of one file and half of another.
+#[derive(Clone, Debug)]
+pub struct SharedRegistry(std::sync::Arc<std::sync::RwLock<std::sync::Arc<DeviceRegistry>>>);
+
+impl SharedRegistry {
+    pub fn new(registry: std::sync::Arc<DeviceRegistry>) -> Self {
+        SharedRegistry(std::sync::Arc::new(std::sync::RwLock::new(registry)))
+    }
+
+    /// The registry as it is now (a cheap handle: hold it for a batch of lookups).
+    pub fn current(&self) -> std::sync::Arc<DeviceRegistry> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, registry: std::sync::Arc<DeviceRegistry>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = registry;
+    }
+}
+
+impl From<std::sync::Arc<DeviceRegistry>> for SharedRegistry {
+    fn from(r: std::sync::Arc<DeviceRegistry>) -> Self {
+        SharedRegistry::new(r)
     }
 }
 

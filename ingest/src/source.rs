@@ -25,7 +25,7 @@ use crate::dlq::{DeadLetterQueue, DlqError};
 use crate::kafka::{KafkaConfig, KafkaSetupError, TopicsConfig, check_topics};
 use crate::manifest::{Ledger, Manifest};
 use crate::metrics::IngestMetrics;
-use crate::registry::{Device, DeviceRegistry};
+use crate::registry::{Device, DeviceRegistry, RegistryWatch, SharedRegistry};
 use crate::trust::{TrustConfig, TrustState};
 use crate::verify::{Done, Job, StageStopped, VerifyStage, examine};
 use crate::wire::{Frame, RejectReason};
@@ -392,7 +392,11 @@ struct SourceState {
     checkpoint: Checkpoint,
     stage: VerifyStage,
     topics: TopicsConfig,
+    /// The registry in force (a handle on `shared`'s, taken at each reload).
     registry: Arc<DeviceRegistry>,
+    shared: SharedRegistry,
+    /// Reloads the registry file when it changes (`None`: fixed for the run).
+    watch: Option<RegistryWatch>,
     metrics: IngestMetrics,
     counters: Counters,
     /// Next offset to read per partition, as far as this instance has handled.
@@ -410,9 +414,10 @@ impl KafkaSource {
         topics: &TopicsConfig,
         archive: ArchiveConfig,
         trust: TrustConfig,
-        registry: Arc<DeviceRegistry>,
+        registry: impl Into<SharedRegistry>,
         metrics: IngestMetrics,
     ) -> Result<Self, IngestError> {
+        let shared = registry.into();
         let base = kafka.client_config(brokers)?;
         let dlq = DeadLetterQueue::new(&base, &topics.dlq).map_err(KafkaSetupError::Client)?;
         let archive = ArchiveWriter::new(archive)?;
@@ -442,7 +447,9 @@ impl KafkaSource {
             },
             stage,
             topics: topics.clone(),
-            registry,
+            registry: shared.current(),
+            shared,
+            watch: None,
             metrics,
             counters,
             positions: HashMap::new(),
@@ -480,6 +487,19 @@ impl KafkaSource {
             assigned,
             state,
         })
+    }
+
+    /// Reloads the registry whenever `watch` sees its file change, so a revocation,
+    /// a new enrolment or a new key takes effect without a restart: messages polled
+    /// after the reload are checked against the new registry.
+    pub fn watch_registry(self, watch: RegistryWatch) -> Self {
+        self.state_mut().watch = Some(watch);
+        self
+    }
+
+    /// The registry in force, as reloads replace it.
+    pub fn registry(&self) -> SharedRegistry {
+        lock(&self.state).shared.clone()
     }
 
     /// Consumes until `stop` is set, then drains to the high watermarks seen at that
@@ -540,6 +560,7 @@ impl KafkaSource {
             // Take every result that is ready, in order.
             while state.apply_next(false)? {}
             state.checkpoint.poll(&self.consumer)?;
+            state.reload_registry();
             if state.checkpoint.archive.should_flush() {
                 state.checkpoint.start(&self.consumer)?;
             }
@@ -629,6 +650,30 @@ impl SourceState {
             .floors
             .iter()
             .any(|((t, p), &floor)| *p == msg.partition() && msg.offset() < floor && t == msg.topic())
+    }
+
+    /// Takes the registry file's new content, if the watch saw it change. A file
+    /// that cannot be read or parsed leaves the registry in force (and is retried).
+    fn reload_registry(&mut self) {
+        let Some(watch) = &mut self.watch else { return };
+        match watch.poll() {
+            None => {}
+            Some(Ok(new)) => {
+                let revoked = new.devices().iter().filter(|d| d.revoked).count();
+                tracing::info!(path = %watch.path().display(), devices = new.len(), revoked, "device registry reloaded");
+                let new = Arc::new(new);
+                self.shared.replace(new.clone());
+                self.registry = new;
+                // Keys may have changed: the consumer thread's verifier parses them again
+                // (the stage's workers notice the new registry in the jobs they get).
+                self.checkpoint.trust.reload_keys();
+                self.metrics.registry_reloads.with_label_values(&["ok"]).inc();
+            }
+            Some(Err(e)) => {
+                tracing::error!(path = %watch.path().display(), error = %e, "cannot reload the device registry; the previous one stays in force until the file is fixed");
+                self.metrics.registry_reloads.with_label_values(&["error"]).inc();
+            }
+        }
     }
 
     /// Sends a polled message into the decode-and-verify stage (first taking back

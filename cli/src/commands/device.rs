@@ -92,7 +92,10 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             let mut r = DeviceRegistry::load(&registry)?;
             r.revoke(&machine_id)?;
             r.save(&registry)?;
-            println!("revoked {machine_id}; restart or reload ingest to apply");
+            println!(
+                "revoked {machine_id}; a running `larmor run` with [registry] path = {} refuses its frames from its next check of the file (registry.watch_interval)",
+                registry.display()
+            );
         }
         DeviceCommand::SimulatedRegistry { machines, seed, out } => {
             let devices = larmor::pipeline::simulated_enrolment(Fleet::generate(machines, seed).devices(), seed);
