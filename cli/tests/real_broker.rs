@@ -1,5 +1,7 @@
 //! Ingest against a real Kafka-compatible broker (tansu): crashes, broker restarts,
-//! a consumer group of two, and a corpus of bad input.
+//! a consumer group of two, SASL and mutual TLS, a revocation while running, and a
+//! corpus of bad input. One group test runs on librdkafka's own cluster instead,
+//! because tansu does not expire a dead member's session.
 
 mod support;
 
@@ -199,6 +201,58 @@ async fn two_instances_share_partitions_and_survive_a_kill() {
             .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == 9),
         "b took over every partition after a left: {b_log}"
     );
+    assert_archive_equals(&archive, &produced).await;
+}
+
+/// tansu 0.6 never expires a dead member's session, so the test above restarts the
+/// killed instance. librdkafka's own cluster does expire sessions, as Kafka does: on
+/// it, a SIGKILLed instance stays dead and the survivor must take over by itself
+/// (after `session.timeout.ms`, 6 s here) and pick up exactly where the dead one's
+/// last committed checkpoint ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_s_partitions_move_to_the_survivor_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = larmor_ingest::kafka::EmbeddedKafka::start(&TopicsConfig::default()).unwrap();
+    let brokers = kafka.bootstrap_servers();
+    let registry = write_registry(dir.path());
+    let cfg_a = write_config(dir.path(), "a", &brokers, &registry, "w1", "");
+    let cfg_b = write_config(dir.path(), "b", &brokers, &registry, "w2", "");
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let archive = dir.path().join("archive");
+    let feeder = Feeder::start(&brokers);
+    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
+    let mut b = spawn_larmor(&cfg_b, &log_b, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !archive.exists() || archive_files_by(&archive, "w1") == 0 || archive_files_by(&archive, "w2") == 0 {
+        assert!(Instant::now() < deadline, "the group did not share the partitions");
+        sleep(200);
+    }
+    sleep(1000);
+    // b's log from the kill on: it may well have held every partition before a joined.
+    let before_kill = std::fs::read_to_string(&log_b).unwrap_or_default().len();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // No restart: the survivor must notice (session timeout) and take every partition.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let all = 3 * TopicsConfig::default().partitions as usize;
+    let took_all = |log: &str| {
+        log[before_kill.min(log.len())..]
+            .lines()
+            .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == all)
+    };
+    while !took_all(&std::fs::read_to_string(&log_b).unwrap_or_default()) {
+        assert!(
+            Instant::now() < deadline,
+            "b never took over every partition:\n{}\n--- a:\n{}",
+            std::fs::read_to_string(&log_b).unwrap_or_default(),
+            std::fs::read_to_string(&log_a).unwrap_or_default()
+        );
+        sleep(250);
+    }
+    sleep(3000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut b, &log_b);
     assert_archive_equals(&archive, &produced).await;
 }
 

@@ -185,6 +185,27 @@ impl Ledger {
         Ok(s)
     }
 
+    /// The merged state of every manifest, after making every committed file visible.
+    /// A partition's new owner calls it: its previous owner may have died between
+    /// committing a manifest and renaming the files into view, and the new owner
+    /// skips the offsets that manifest covers, so it must publish the files too.
+    /// Renaming is idempotent, and safe while other writers run (their files are
+    /// committed already); cleaning up uncommitted files stays with [`Ledger::recover`].
+    pub fn roll_forward(&self) -> std::io::Result<LedgerState> {
+        let mut s = LedgerState::default();
+        for (_, m) in self.manifests()? {
+            for f in &m.files {
+                let tmp = temp_path(&self.root, f);
+                if tmp.exists() {
+                    tracing::info!(file = %f, writer = %m.writer, "publishing a committed file its writer left hidden");
+                    publish_one(&tmp, &self.root.join(f))?;
+                }
+            }
+            s.merge(&m);
+        }
+        Ok(s)
+    }
+
     /// Start-up recovery: rolls committed files forward, deletes this writer's
     /// uncommitted files, folds published manifests into one snapshot.
     pub fn recover(&mut self) -> std::io::Result<LedgerState> {
@@ -298,6 +319,39 @@ fn remove_orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_owner_publishes_what_a_dead_writer_committed_and_leaves_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let part = root.join("date=2025-11-28/stream=room");
+        std::fs::create_dir_all(&part).unwrap();
+        // w1 committed this file and died before renaming it into view.
+        std::fs::write(part.join(temp_name("part-w1-1-000001.parquet")), b"a").unwrap();
+        // w1's next file, staged but never committed.
+        std::fs::write(part.join(temp_name("part-w1-1-000002.parquet")), b"b").unwrap();
+        let mut m = Manifest {
+            writer: "w1".into(),
+            files: vec!["date=2025-11-28/stream=room/part-w1-1-000001.parquet".into()],
+            ..Default::default()
+        };
+        m.offsets.insert("t:0".into(), 10);
+        Ledger::open(root, "w1").unwrap().commit(&m).unwrap();
+
+        // w2 takes the partition over.
+        let s = Ledger::open(root, "w2").unwrap().roll_forward().unwrap();
+        assert_eq!(s.offsets[&("t".to_string(), 0)], 10, "w2 resumes after w1's commit");
+        assert_eq!(
+            std::fs::read(part.join("part-w1-1-000001.parquet")).unwrap(),
+            b"a",
+            "so the readings that commit covers must be visible"
+        );
+        assert!(
+            part.join(temp_name("part-w1-1-000002.parquet")).exists(),
+            "uncommitted files stay hidden (w1's own recovery deletes them)"
+        );
+        assert!(!part.join("part-w1-1-000002.parquet").exists());
+    }
 
     #[test]
     fn recovery_rolls_forward_committed_and_drops_uncommitted_files() {

@@ -87,7 +87,10 @@ impl DeviceRegistry {
         f.write_all(self.to_toml().as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::File::open(dir)?.sync_all()
     }
 

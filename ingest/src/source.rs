@@ -312,7 +312,7 @@ impl Checkpoint {
                 "the archive ledger is gone",
             )));
         };
-        let state = ledger.state()?;
+        let state = ledger.roll_forward()?;
         for (k, v) in state.offsets {
             let e = self.floors.entry(k).or_insert(v);
             *e = (*e).max(v);
