@@ -13,10 +13,12 @@ anomalies/date=YYYY-MM-DD/*.parquet, events.parquet, machines.csv.
 DuckDB runs the SQL of analytics/queries/*.sql as it is. Two session-level adaptations,
 no change to the SQL text:
   * the hive partition columns are read as VARCHAR (`hive_types`), as DataFusion
-    declares them (Utf8); DuckDB would otherwise turn `date` into a DATE, and
+    declares them (strings); DuckDB would otherwise turn `date` into a DATE, and
     `substr(date, 1, 7)` in monthly_uptime would not bind;
   * `default_null_order = 'nulls_last_on_asc_first_on_desc'`: DataFusion (like
     PostgreSQL) puts NULLs first in a DESC sort, DuckDB by default last.
+The tables are views over the same files, plus `archive_partitions` (Larmor builds
+it from the directory listing; here a view over DuckDB's glob of the same files).
 polars runs the same queries written with its expression API (LazyFrame, one collect).
 
 Every engine's result is checked against the others: same column names, same number of
@@ -93,6 +95,13 @@ def duckdb_connect(duckdb, data):
     con.execute(
         f"""CREATE VIEW anomalies AS SELECT * FROM read_parquet('{anomalies}/**/*.parquet',
                 hive_partitioning = true, hive_types = {{'date': VARCHAR}})"""
+    )
+    # Larmor's `archive_partitions`: one row per partition directory holding a Parquet file.
+    con.execute(
+        f"""CREATE VIEW archive_partitions AS
+            SELECT DISTINCT regexp_extract(file, 'date=([^/]+)/', 1) AS date,
+                            regexp_extract(file, 'stream=([^/]+)/', 1) AS stream
+            FROM glob('{archive}/*/*/*.parquet')"""
     )
     con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{data}/events.parquet')")
     con.execute(f"CREATE VIEW machines AS SELECT * FROM read_csv('{data}/machines.csv', header = true)")

@@ -2,11 +2,13 @@
 --
 -- A machine is down from an event's `downtime_start` to its `repair_end`.
 -- Each month counts only the days the archive covers (a partial first or last
--- month is not padded), and downtime is clipped to the month it falls in.
+-- month is not padded), and downtime is clipped to the month it falls in. The
+-- days come from `archive_partitions` (one row per archive partition holding
+-- data), not from a scan of every reading.
 -- `uptime_pct` leaves planned maintenance out (as service contracts do);
 -- `availability_pct` counts every hour the machine could not scan.
 WITH days AS (
-    SELECT DISTINCT date FROM readings
+    SELECT DISTINCT date FROM archive_partitions
 ),
 periods AS (
     SELECT

@@ -6,12 +6,12 @@
 -- start to repair end); anomaly episodes per machine-day (sensor faults left
 -- out); and what the telemetry says about the cryogenics: the mean cold-head
 -- 2nd-stage temperature (K; about 4.2 while it recondenses well) and the mean
--- helium level.
+-- helium level. The archive's span in days comes from `archive_partitions`.
 WITH fleet AS (
     SELECT machine_id, manufacturer, model FROM machines
 ),
 span AS (
-    SELECT count(DISTINCT date) AS days FROM readings
+    SELECT count(DISTINCT date) AS days FROM archive_partitions
 ),
 failures AS (
     SELECT

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! archive/     readings     date=YYYY-MM-DD/stream=<stream>/*.parquet (ingest)
+//!              archive_partitions  one row (date, stream) per partition holding data
 //! anomalies/   anomalies    date=YYYY-MM-DD/*.parquet (detectors, `larmor detect --archive`)
 //! alerts/      alerts       date=YYYY-MM-DD/*.parquet (alert pipeline, after dedup)
 //! forecasts/   forecasts    date=YYYY-MM-DD/*.parquet (forecasting models)
@@ -18,7 +19,6 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use std::path::{Path, PathBuf};
@@ -206,7 +206,7 @@ async fn register_dated(ctx: &SessionContext, name: &str, dir: &Path, schema: Sc
         return empty(ctx, name, schema);
     }
     let abs = std::fs::canonicalize(dir).map_err(|e| QueryError::Format(format!("{}: {e}", dir.display())))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    let options = ListingOptions::new(Arc::new(crate::sql::parquet_format(ctx)))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![("date".into(), DataType::Utf8)]);
     ctx.register_listing_table(name, format!("{}/", abs.display()), options, Some(schema), None)

@@ -395,3 +395,23 @@ async fn most_anomalous_machines_recomputed_on_the_sample() {
         assert!(!r["manufacturer"].is_empty(), "joined with machines");
     }
 }
+
+#[tokio::test]
+async fn archive_partitions_lists_exactly_the_partitions_that_hold_readings() {
+    let ctx = ctx().await;
+    let q = |sql: &str| {
+        let ctx = ctx.clone();
+        let sql = sql.to_string();
+        async move {
+            rows(&ctx, &sql)
+                .await
+                .into_iter()
+                .map(|r| (r["date"].clone(), r["stream"].clone()))
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let listed = q("SELECT date, stream FROM archive_partitions").await;
+    let scanned = q("SELECT DISTINCT date, stream FROM readings").await;
+    assert_eq!(listed, scanned);
+    assert_eq!(listed.len(), 75 * 3, "75 days × 3 streams in the sample");
+}

@@ -19,21 +19,20 @@
 //! `LARMOR_BENCH_MACHINES` [100], `LARMOR_BENCH_DAYS` [25], `LARMOR_BENCH_RESOLUTION_S`
 //! [60], `LARMOR_BENCH_RUNS` [3], `LARMOR_BENCH_QUERIES` [all; comma-separated names],
 //! `LARMOR_BENCH_PYTHON` [python3], `LARMOR_BENCH_ENGINES` [duckdb,polars; `none` skips
-//! the script], `LARMOR_BENCH_DF_SET` [none; `key=value,...` DataFusion settings applied
-//! with `SET` after `open_archive`, for experiments], `LARMOR_BENCH_EXPLAIN=1` (print
+//! the script], `LARMOR_BENCH_DF_SET` [none; `key=value,...` DataFusion settings given
+//! to `open_archive_with`, for experiments], `LARMOR_BENCH_EXPLAIN=1` (print
 //! `EXPLAIN ANALYZE` of each query once), `LARMOR_BENCH_DF_READINGS` [none; what-if
 //! experiments that re-register `readings` differently from `open_archive`, comma-separated:
-//! `dict_partitions` (partition columns as `Dictionary(UInt16, Utf8)`), `view_types`
-//! (`machine_id`/`channel` read as `Utf8View`), `dict_columns` (read as `Dictionary(Int32,
-//! Utf8)`, the files' own encoding), `sort_order` (files declared sorted by
-//! `machine_id, ts`)]. Besides wall time, each engine's process CPU time per query is
+//! `utf8_columns` (`machine_id`/`channel` read as `Utf8`, not `Utf8View`), `utf8_partitions`
+//! (partition columns as `Utf8`), `dict_partitions` (as `Dictionary(UInt16, Utf8)`),
+//! `dict_columns` (strings read as `Dictionary(Int32, Utf8)`, the files' own encoding),
+//! `sort_order` (files declared sorted by `machine_id, ts`)]. Besides wall time, each engine's process CPU time per query is
 //! reported (user + system, all threads): on a busy machine it moves less than wall time.
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
-use datafusion::prelude::{SessionContext, col};
+use datafusion::prelude::{SessionConfig, SessionContext, col};
 use larmor_analytics::queries::{STANDARD, StandardQuery};
 use larmor_analytics::sql;
 use larmor_datasets::backfill::{self, BackfillConfig};
@@ -141,60 +140,65 @@ async fn anomalies(dir: &Path) {
 }
 
 async fn open(archive: &Path, settings: &[(String, String)], variant: &[String]) -> SessionContext {
-    let ctx = sql::open_archive(archive)
-        .await
-        .unwrap_or_else(|e| fail(format!("open_archive: {e}")));
+    // Settings go in before the tables are registered: the Parquet scans take theirs then.
+    let mut config = SessionConfig::new();
     for (k, v) in settings {
-        if let Err(e) = sql::run(&ctx, &format!("SET {k} = '{v}'")).await {
-            fail(format!("SET {k} = {v}: {e}"));
+        if let Err(e) = config.options_mut().set(k, v) {
+            fail(format!("setting {k} = {v}: {e}"));
         }
     }
+    let ctx = sql::open_archive_with(archive, config)
+        .await
+        .unwrap_or_else(|e| fail(format!("open_archive: {e}")));
     if !variant.is_empty() {
         reregister_readings(&ctx, archive, variant).await;
     }
     ctx
 }
 
-/// What-if: `readings` registered as `open_archive` does, but with the listed changes.
+/// What-if: `readings` registered as `open_archive` does (strings and partition
+/// values as `Utf8View`), but with the listed changes.
 async fn reregister_readings(ctx: &SessionContext, archive: &Path, variant: &[String]) {
     let has = |v: &str| variant.iter().any(|x| x == v);
     for v in variant {
-        if !["dict_partitions", "view_types", "dict_columns", "sort_order"].contains(&v.as_str()) {
+        if ![
+            "utf8_columns",
+            "utf8_partitions",
+            "dict_partitions",
+            "dict_columns",
+            "sort_order",
+        ]
+        .contains(&v.as_str())
+        {
             fail(format!("LARMOR_BENCH_DF_READINGS: unknown {v:?}"));
         }
     }
     let part = if has("dict_partitions") {
         DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8))
-    } else {
+    } else if has("utf8_partitions") {
         DataType::Utf8
+    } else {
+        DataType::Utf8View
     };
     let base = larmor_ingest::archive::schema();
     let strings = if has("dict_columns") {
         // Keeps the Parquet dictionary encoding: no string is materialized per row.
-        Some(DataType::Dictionary(
-            Box::new(DataType::Int32),
-            Box::new(DataType::Utf8),
-        ))
-    } else if has("view_types") {
-        Some(DataType::Utf8View)
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+    } else if has("utf8_columns") {
+        DataType::Utf8
     } else {
-        None
+        DataType::Utf8View
     };
-    let schema = match strings {
-        Some(t) => {
-            let fields: Vec<Field> = base
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8 => f.as_ref().clone().with_data_type(t.clone()),
-                    _ => f.as_ref().clone(),
-                })
-                .collect();
-            Arc::new(Schema::new(fields))
-        }
-        None => base,
-    };
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    let fields: Vec<Field> = base
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(strings.clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut options = ListingOptions::new(Arc::new(sql::parquet_format(ctx)))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![("date".into(), part.clone()), ("stream".into(), part)]);
     if has("sort_order") {

@@ -146,7 +146,7 @@ async fn the_archive_is_the_ingest_layout_and_sql_reads_every_row() {
         .unwrap();
     let mut by_stream = BTreeMap::new();
     for b in &batches {
-        let (s, n) = (b.column(0).as_string::<i32>(), b.column(1).as_primitive::<Int64Type>());
+        let (s, n) = (b.column(0).as_string_view(), b.column(1).as_primitive::<Int64Type>());
         for i in 0..b.num_rows() {
             by_stream.insert(s.value(i).to_string(), n.value(i) as u64);
         }

@@ -368,7 +368,7 @@ pub async fn archive_cells(archive: &Path) -> BTreeMap<(String, String), (u64, f
     .unwrap();
     let mut out = BTreeMap::new();
     for b in &batches {
-        let (m, c) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+        let (m, c) = (b.column(0).as_string_view(), b.column(1).as_string_view());
         let (n, s) = (
             b.column(2).as_primitive::<Int64Type>(),
             b.column(3).as_primitive::<Float64Type>(),
