@@ -26,6 +26,7 @@
 //! `utf8_columns` (`machine_id`/`channel` read as `Utf8`, not `Utf8View`), `utf8_partitions`
 //! (partition columns as `Utf8`), `dict_partitions` (as `Dictionary(UInt16, Utf8)`),
 //! `dict_columns` (strings read as `Dictionary(Int32, Utf8)`, the files' own encoding),
+//! `dict_channel` (only `channel` so),
 //! `sort_order` (files declared sorted by `machine_id, ts`)]. Besides wall time, each engine's process CPU time per query is
 //! reported (user + system, all threads): on a busy machine it moves less than wall time.
 
@@ -166,6 +167,7 @@ async fn reregister_readings(ctx: &SessionContext, archive: &Path, variant: &[St
             "utf8_partitions",
             "dict_partitions",
             "dict_columns",
+            "dict_channel",
             "sort_order",
         ]
         .contains(&v.as_str())
@@ -193,6 +195,9 @@ async fn reregister_readings(ctx: &SessionContext, archive: &Path, variant: &[St
         .fields()
         .iter()
         .map(|f| match f.data_type() {
+            DataType::Utf8 if f.name() == "channel" && has("dict_channel") => f.as_ref().clone().with_data_type(
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            ),
             DataType::Utf8 => f.as_ref().clone().with_data_type(strings.clone()),
             _ => f.as_ref().clone(),
         })
