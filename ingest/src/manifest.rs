@@ -189,8 +189,11 @@ impl Ledger {
     /// A partition's new owner calls it: its previous owner may have died between
     /// committing a manifest and renaming the files into view, and the new owner
     /// skips the offsets that manifest covers, so it must publish the files too.
-    /// Renaming is idempotent, and safe while other writers run (their files are
-    /// committed already); cleaning up uncommitted files stays with [`Ledger::recover`].
+    /// A compaction that died between its manifest and deleting the files it
+    /// replaced is finished the same way (else both copies would be visible).
+    /// Renaming and deleting are idempotent and done in the writers' own order
+    /// (publish, then remove), so this is safe while other writers run; cleaning up
+    /// uncommitted files stays with [`Ledger::recover`].
     pub fn roll_forward(&self) -> std::io::Result<LedgerState> {
         let mut s = LedgerState::default();
         for (_, m) in self.manifests()? {
@@ -201,6 +204,7 @@ impl Ledger {
                     publish_one(&tmp, &self.root.join(f))?;
                 }
             }
+            remove_replaced(&self.root, &m.removes)?;
             s.merge(&m);
         }
         Ok(s)
@@ -351,6 +355,24 @@ mod tests {
             "uncommitted files stay hidden (w1's own recovery deletes them)"
         );
         assert!(!part.join("part-w1-1-000002.parquet").exists());
+
+        // A compaction committed (merged file published) and died before deleting
+        // what it replaced: the next roll-forward finishes it.
+        std::fs::write(part.join("part-w1-1-000003.parquet"), b"old").unwrap();
+        std::fs::write(part.join("compacted-1.parquet"), b"old, merged").unwrap();
+        let m = Manifest {
+            writer: "compact".into(),
+            files: vec!["date=2025-11-28/stream=room/compacted-1.parquet".into()],
+            removes: vec!["date=2025-11-28/stream=room/part-w1-1-000003.parquet".into()],
+            ..Default::default()
+        };
+        Ledger::open(root, "compact").unwrap().commit(&m).unwrap();
+        Ledger::open(root, "w2").unwrap().roll_forward().unwrap();
+        assert!(
+            !part.join("part-w1-1-000003.parquet").exists(),
+            "no reading visible twice"
+        );
+        assert!(part.join("compacted-1.parquet").exists());
     }
 
     #[test]
