@@ -273,14 +273,21 @@ fn temperature_frame(machine: &str, seq: u64, ts: i64, channel: &str, value: f64
     }
 }
 
+/// tansu, the simulated fleet's registry, and one `larmor run` against them
+/// (registry path, log path, process).
+fn one_instance(dir: &Path) -> (Tansu, PathBuf, PathBuf, std::process::Child) {
+    let tansu = Tansu::start(dir);
+    let registry = write_registry(dir);
+    let cfg = write_config(dir, "a", &tansu.brokers(), &registry, "w1", "");
+    let log = dir.join("larmor.log");
+    let c = spawn_larmor(&cfg, &log, &[]);
+    (tansu, registry, log, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_corpus_lands_in_the_dlq_with_reasons_while_good_traffic_flows() {
     let dir = tempfile::tempdir().unwrap();
-    let tansu = Tansu::start(dir.path());
-    let registry = write_registry(dir.path());
-    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
-    let log = dir.path().join("larmor.log");
-    let mut c = spawn_larmor(&cfg, &log, &[]);
+    let (tansu, _registry, log, mut c) = one_instance(dir.path());
     let publisher = publisher(&tansu.brokers());
     let topic = TopicsConfig::default().temperature;
     let key = DeviceKey::simulated(SEED, "MRI-0001");
@@ -435,11 +442,7 @@ fn read_dlq(brokers: &str, expected: usize) -> Vec<(Vec<u8>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_takes_effect_while_running() {
     let dir = tempfile::tempdir().unwrap();
-    let tansu = Tansu::start(dir.path());
-    let registry = write_registry(dir.path());
-    let cfg = write_config(dir.path(), "a", &tansu.brokers(), &registry, "w1", "");
-    let log = dir.path().join("larmor.log");
-    let mut c = spawn_larmor(&cfg, &log, &[]);
+    let (tansu, registry, log, mut c) = one_instance(dir.path());
     let publisher = publisher(&tansu.brokers());
     let mut sim = Simulator::new(Fleet::generate(MACHINES, SEED), SEED);
     let mut produced = Tally::default();
