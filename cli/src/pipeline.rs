@@ -111,6 +111,12 @@ impl Pipeline {
             let f = Fleet::generate(config.simulator.machines, config.simulator.seed);
             LiveFleet::new(Simulator::new(f, config.simulator.seed))
         });
+        // Watch first, then load: a change made while starting up is reloaded, not missed.
+        let watch = config
+            .registry
+            .path
+            .as_ref()
+            .map(|p| RegistryWatch::new(p, config.registry.watch_interval));
         let registry = Arc::new(match (&config.registry.path, &fleet) {
             (Some(p), _) => DeviceRegistry::load(p)?,
             (None, Some(f)) => {
@@ -150,8 +156,8 @@ impl Pipeline {
             registry.clone(),
             ingest_metrics,
         )?;
-        let source = match &config.registry.path {
-            Some(path) => source.watch_registry(RegistryWatch::new(path, config.registry.watch_interval)),
+        let source = match watch {
+            Some(w) => source.watch_registry(w),
             None => source,
         };
 

@@ -149,6 +149,22 @@ impl Ledger {
     }
 
     fn manifests(&self) -> std::io::Result<Vec<(PathBuf, Manifest)>> {
+        // Another writer may consolidate while we read: it writes its snapshot
+        // first, then deletes what it folded in. A listed manifest that is gone
+        // means the snapshot holding it is there now, so list again.
+        for _ in 0..100 {
+            if let Some(found) = self.try_manifests()? {
+                return Ok(found);
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "the manifests in {} keep changing while being read; is another writer consolidating in a loop?",
+            self.dir.display()
+        )))
+    }
+
+    /// Every manifest, or `None` when one vanished while being read.
+    fn try_manifests(&self) -> std::io::Result<Option<Vec<(PathBuf, Manifest)>>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let p = e?.path();
@@ -161,7 +177,7 @@ impl Ledger {
             }
             let bytes = match std::fs::read(&p) {
                 Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // consolidated meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
             let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
@@ -173,7 +189,7 @@ impl Ledger {
             out.push((p, m));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The merged state of every manifest.
@@ -201,7 +217,11 @@ impl Ledger {
                 let tmp = temp_path(&self.root, f);
                 if tmp.exists() {
                     tracing::info!(file = %f, writer = %m.writer, "publishing a committed file its writer left hidden");
-                    publish_one(&tmp, &self.root.join(f))?;
+                    match publish_one(&tmp, &self.root.join(f)) {
+                        // Its writer published it meanwhile, and a compaction already replaced it.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        r => r?,
+                    }
                 }
             }
             remove_replaced(&self.root, &m.removes)?;

@@ -84,6 +84,10 @@ impl DeviceRegistry {
         use std::io::Write;
         let tmp = path.with_extension("toml.tmp");
         let mut f = std::fs::File::create(&tmp)?;
+        // Keep the file's permissions, so whoever could read it (ingest) still can.
+        if let Ok(m) = std::fs::metadata(path) {
+            f.set_permissions(m.permissions())?;
+        }
         f.write_all(self.to_toml().as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -171,22 +175,40 @@ impl From<std::sync::Arc<DeviceRegistry>> for SharedRegistry {
 #[derive(Debug)]
 pub struct RegistryWatch {
     path: std::path::PathBuf,
-    stamp: Option<(std::time::SystemTime, u64)>,
+    /// The file as it was when last loaded.
+    loaded: Option<Stamp>,
+    /// The file as the previous check saw it: a change is loaded once two checks
+    /// in a row agree, so a file an editor is still writing in place is not taken
+    /// half-written (a shorter registry would refuse every machine it lost).
+    seen: Option<Stamp>,
     every: std::time::Duration,
     last_check: std::time::Instant,
 }
 
-fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+/// What tells one version of the file from the next: modification time, length
+/// and inode (`DeviceRegistry::save` renames a new file into place, so even a
+/// same-length change within one mtime tick shows).
+type Stamp = (std::time::SystemTime, u64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((m.modified().ok()?, m.len(), inode))
 }
 
 impl RegistryWatch {
-    /// Watches `path`, checking at most once per `every`; the file as it is now is the baseline.
+    /// Watches `path`, checking at most once per `every`; the file as it is now is
+    /// the baseline. Create it before loading the registry it watches, so a change
+    /// made in between is reloaded, not missed.
     pub fn new(path: &Path, every: std::time::Duration) -> Self {
+        let now = stamp(path);
         RegistryWatch {
             path: path.to_path_buf(),
-            stamp: stamp(path),
+            loaded: now,
+            seen: now,
             every,
             last_check: std::time::Instant::now(),
         }
@@ -196,21 +218,24 @@ impl RegistryWatch {
         &self.path
     }
 
-    /// The registry as the file now says, when it changed since the last load.
-    /// A file that cannot be read or parsed is reported and retried at the next
-    /// check; the caller keeps the registry it has.
+    /// The registry as the file now says, when it changed since the last load and
+    /// has stayed the same since the previous check. A file that cannot be read or
+    /// parsed is reported and retried at the next check; the caller keeps the
+    /// registry it has.
     pub fn poll(&mut self) -> Option<Result<DeviceRegistry, RegistryError>> {
         if self.last_check.elapsed() < self.every {
             return None;
         }
         self.last_check = std::time::Instant::now();
         let now = stamp(&self.path);
-        if now == self.stamp {
+        let settled = now == self.seen;
+        self.seen = now;
+        if now == self.loaded || !settled {
             return None;
         }
         let loaded = DeviceRegistry::load(&self.path);
         if loaded.is_ok() {
-            self.stamp = now;
+            self.loaded = now;
         }
         Some(loaded)
     }
@@ -267,15 +292,25 @@ mod tests {
         r.revoke("A").unwrap();
         r.enroll(dev("B", "boreal")).unwrap();
         r.save(&p).unwrap();
+        assert!(w.poll().is_none(), "a change is loaded once it has settled");
         let back = w.poll().expect("changed").unwrap();
         assert!(back.get("A").unwrap().revoked);
         assert!(back.get("B").is_some());
         assert!(w.poll().is_none(), "loaded once");
+        // Written in place, in two goes: the half-written file is never loaded.
         std::fs::write(&p, "[[device]]\nmachine_id = ").unwrap();
+        assert!(w.poll().is_none());
+        std::fs::write(&p, "[[device]]\nmachine_id = \"A\"\nsite = ").unwrap();
+        assert!(w.poll().is_none(), "still changing");
         assert!(matches!(w.poll(), Some(Err(RegistryError::Parse { .. }))));
         assert!(w.poll().is_some(), "a broken file is retried");
         r.save(&p).unwrap();
+        assert!(w.poll().is_none());
         assert_eq!(w.poll().unwrap().unwrap().len(), 2);
+        // A new file of the same length (here the same content) is still seen.
+        r.save(&p).unwrap();
+        assert!(w.poll().is_none());
+        assert_eq!(w.poll().expect("a new file").unwrap().len(), 2);
     }
 
     #[test]

@@ -637,8 +637,12 @@ impl KafkaSource {
 /// Shows accepted frames to the observer, in order.
 fn notify(observer: &mut dyn FrameObserver, registry: &DeviceRegistry, frames: VecDeque<Frame>) {
     for frame in frames {
-        if let Some(device) = registry.get(&frame.machine_id) {
-            observer.on_frame(&frame, device);
+        match registry.get(&frame.machine_id) {
+            Some(device) => observer.on_frame(&frame, device),
+            // Accepted (and archived) just before a registry reload removed the machine.
+            None => {
+                tracing::debug!(machine = %frame.machine_id, "frame not shown to the detectors: its machine left the registry")
+            }
         }
     }
 }

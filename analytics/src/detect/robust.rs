@@ -408,6 +408,10 @@ mod ranked {
         median: f64,
     }
 
+    // The 32-byte group store in `replace` relies on `value` starting the struct
+    // at a 32-byte boundary.
+    const _: () = assert!(std::mem::offset_of!(Ranked, value) == 0 && std::mem::align_of::<Ranked>() >= 32);
+
     impl Ranked {
         /// `None` for a window over 64, or without AVX2: a `Ranked` exists only
         /// where [`Ranked::step`] may run.

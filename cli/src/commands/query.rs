@@ -118,7 +118,7 @@ async fn repl(ctx: &datafusion::prelude::SessionContext, format: Format) -> anyh
         let _ = rl.load_history(h);
     }
     println!(
-        "larmor SQL over the archive: tables readings (ts, machine_id, channel, value, date, stream), anomalies, alerts, \
+        "larmor SQL over the archive: tables readings (ts, machine_id, channel, value, date, stream), archive_partitions, anomalies, alerts, \
          forecasts, machines, events. End statements with `;`, `\\q` quits."
     );
     let mut buf = String::new();
