@@ -25,11 +25,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-fn peak_rss_mib() -> f64 {
+/// A `/proc/self/status` figure in MiB (`VmHWM`: peak RSS, `VmRSS`: RSS now).
+fn status_mib(key: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -113,6 +114,12 @@ fn main() {
             let mut first = None;
             let (mut n, mut checksum, mut cpu) = (0usize, 0u64, 0.0);
             while n < frames {
+                assert!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "the raw consumer saw {n} of {frames} frames in 2 minutes: the embedded cluster caps each \
+                     partition's log and drops the oldest messages of a larger backlog; use LARMOR_BENCH_READINGS \
+                     of 6000000 or less"
+                );
                 if let Some(Ok(m)) = raw.poll(Duration::from_millis(100)) {
                     if first.is_none() {
                         first = Some(Instant::now());
@@ -158,11 +165,28 @@ fn main() {
         IngestMetrics::register(&prometheus::Registry::new()).unwrap(),
     )
     .unwrap();
+    // larmor's own memory: RSS sampled while it works through the whole backlog,
+    // against the RSS before (the broker already holds every message by then).
+    let rss_before = status_mib("VmRSS:");
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0.0f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(status_mib("VmRSS:"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
     let start = Instant::now();
     let cpu_at_start = cpu_seconds();
     let stop = AtomicBool::new(true); // drain everything there is, then stop
     let mut first = FirstFrame(None);
     let report = source.run(&stop, Duration::from_secs(600), &mut first).unwrap();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rss_peak = sampler.join().unwrap();
     let e2e_secs = start.elapsed().as_secs_f64();
     // The first frame is seen after its message is verified: a few milliseconds late at most.
     let e2e_steady = first.0.map_or(e2e_secs, |t| t.elapsed().as_secs_f64());
@@ -204,6 +228,11 @@ fn main() {
     );
     println!(
         "peak RSS (whole process, includes the in-process broker holding every message): {:.0} MiB",
-        peak_rss_mib()
+        status_mib("VmHWM:")
+    );
+    println!(
+        "RSS during end-to-end: {rss_before:.0} MiB before, {rss_peak:.0} MiB at most (+{:.0} MiB for a {:.0} MB backlog)",
+        rss_peak - rss_before,
+        bytes as f64 / 1e6
     );
 }

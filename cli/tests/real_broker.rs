@@ -275,7 +275,7 @@ fn temperature_frame(machine: &str, seq: u64, ts: i64, channel: &str, value: f64
 
 /// tansu, the simulated fleet's registry, and one `larmor run` against them
 /// (registry path, log path, process).
-fn one_instance(dir: &Path) -> (Tansu, PathBuf, PathBuf, std::process::Child) {
+fn one_instance(dir: &Path) -> (Tansu, PathBuf, PathBuf, Larmor) {
     let tansu = Tansu::start(dir);
     let registry = write_registry(dir);
     let cfg = write_config(dir, "a", &tansu.brokers(), &registry, "w1", "");

@@ -321,8 +321,34 @@ drain_timeout = "60s"
     p
 }
 
+/// A `larmor run` subprocess, killed when dropped: a failing test must not leave
+/// it running against a broker that is gone.
+pub struct Larmor(Child);
+
+impl std::ops::Deref for Larmor {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Larmor {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Larmor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `larmor run --config CFG` as a subprocess, its output appended to `log`.
-pub fn spawn_larmor(cfg: &Path, log: &Path, extra_args: &[&str]) -> Child {
+pub fn spawn_larmor(cfg: &Path, log: &Path, extra_args: &[&str]) -> Larmor {
     let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_larmor"))
         .args(["--log", "info", "run", "--config"])
@@ -331,6 +357,7 @@ pub fn spawn_larmor(cfg: &Path, log: &Path, extra_args: &[&str]) -> Child {
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
+        .map(Larmor)
         .expect("start larmor")
 }
 
