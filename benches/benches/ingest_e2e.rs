@@ -7,7 +7,9 @@
 //! cluster for either consumer, and so hides most of the difference).
 //!
 //! Run: `cargo bench -p larmor-benches --bench ingest_e2e`
-//! Size: `LARMOR_BENCH_READINGS` (default 6000000).
+//! Size: `LARMOR_BENCH_READINGS` (default 6000000); above that, more partitions per
+//! topic (`LARMOR_BENCH_PARTITIONS`, default 6), as the embedded cluster caps each
+//! partition's log at 5 MB.
 
 use larmor::pipeline::{simulated_enrolment, simulated_keys};
 use larmor_datasets::{Fleet, Simulator};
@@ -66,7 +68,14 @@ fn main() {
         .unwrap_or(6_000_000);
     let seed = 7;
     let machines = 50;
-    let topics = TopicsConfig::default();
+    // More partitions hold a larger backlog: the embedded cluster caps each partition's log.
+    let topics = TopicsConfig {
+        partitions: std::env::var("LARMOR_BENCH_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(TopicsConfig::default().partitions),
+        ..TopicsConfig::default()
+    };
     let kafka = EmbeddedKafka::start(&topics).expect("embedded cluster");
     let brokers = kafka.bootstrap_servers();
     let kcfg = KafkaConfig::default();
@@ -118,7 +127,7 @@ fn main() {
                     start.elapsed() < Duration::from_secs(120),
                     "the raw consumer saw {n} of {frames} frames in 2 minutes: the embedded cluster caps each \
                      partition's log and drops the oldest messages of a larger backlog; use LARMOR_BENCH_READINGS \
-                     of 6000000 or less"
+                     of 6000000 or less per 6 partitions (LARMOR_BENCH_PARTITIONS)"
                 );
                 if let Some(Ok(m)) = raw.poll(Duration::from_millis(100)) {
                     if first.is_none() {
