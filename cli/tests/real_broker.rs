@@ -256,6 +256,87 @@ async fn a_killed_instance_s_partitions_move_to_the_survivor_without_loss() {
     assert_archive_equals(&archive, &produced).await;
 }
 
+/// An instance that stalls past the session timeout (SIGSTOP, as a long VM pause
+/// or a hung disk would) loses its partitions to the other; when it wakes up
+/// (SIGCONT) it still holds readings it had read but not committed, which the
+/// survivor has archived by then. The ledger's partition claims fence it off:
+/// it refuses to commit them and stops, so nothing is archived twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = larmor_ingest::kafka::EmbeddedKafka::start(&TopicsConfig::default()).unwrap();
+    let brokers = kafka.bootstrap_servers();
+    let registry = write_registry(dir.path());
+    // A long buffer age: when a stops it surely holds readings it has not committed.
+    let cfg_a = write_config(dir.path(), "a", &brokers, &registry, "w1", "");
+    let text = std::fs::read_to_string(&cfg_a)
+        .unwrap()
+        .replace("max_buffer_age = \"300ms\"", "max_buffer_age = \"30s\"");
+    std::fs::write(&cfg_a, text).unwrap();
+    let cfg_b = write_config(dir.path(), "b", &brokers, &registry, "w2", "");
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let archive = dir.path().join("archive");
+    let feeder = Feeder::start(&brokers);
+    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
+    let mut b = spawn_larmor(&cfg_b, &log_b, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let read_by_a = || std::fs::read_to_string(&log_a).unwrap_or_default().contains("assigned");
+    while !read_by_a() || !archive.exists() || archive_files_by(&archive, "w2") == 0 {
+        assert!(Instant::now() < deadline, "the group did not share the partitions");
+        sleep(200);
+    }
+    sleep(2000);
+    let before_stop = std::fs::read_to_string(&log_b).unwrap_or_default().len();
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP", a.id());
+    // b takes every partition once a's session expires (6 s).
+    let all = 3 * TopicsConfig::default().partitions as usize;
+    let b_takes_all = |since: usize| {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+            if log[since.min(log.len())..]
+                .lines()
+                .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == all)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "b never took over:\n{log}");
+            sleep(250);
+        }
+    };
+    b_takes_all(before_stop);
+    sleep(2000);
+    let before_wake = std::fs::read_to_string(&log_b).unwrap_or_default().len();
+    signal("-CONT", a.id());
+    // a wakes up: it is fenced (and stops), or had nothing to commit and rejoins.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        sleep(250);
+    }
+    let a_log = std::fs::read_to_string(&log_a).unwrap_or_default();
+    match a.try_wait().unwrap() {
+        Some(status) => {
+            assert!(!status.success() && a_log.contains("fenced"), "a: {status}\n{a_log}");
+            // a may have rejoined for a moment while failing: b ends up with everything.
+            b_takes_all(before_wake);
+        }
+        None => interrupt(&mut a, &log_a),
+    }
+    sleep(2000);
+    let produced = feeder.stop();
+    sleep(1000);
+    interrupt(&mut b, &log_b);
+    assert_archive_equals(&archive, &produced).await;
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -32,6 +32,33 @@ pub struct Manifest {
     /// Data files this commit replaces (compaction), deleted once it is durable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removes: Vec<String>,
+    /// `topic:partition` → who owns it from which epoch on (see [`Ledger::claim`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Claim>,
+}
+
+/// A writer's claim on a partition. Each new owner claims the next epoch; a
+/// commit by a writer whose claim is no longer the newest is refused (fenced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub epoch: u64,
+    pub writer: String,
+}
+
+/// Why a commit was refused: another writer claimed one of its partitions after
+/// this one did, so this writer must not commit offsets it may share with it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this instance ({writer}) was fenced off partition {partition}: writer {by} claimed it (epoch {theirs}, ours {ours}), \
+     most likely because this instance stalled past the group's session timeout. Restart it: start-up recovery \
+     removes its uncommitted files, and the group gives it partitions again"
+)]
+pub struct Fenced {
+    pub writer: String,
+    pub partition: String,
+    pub by: String,
+    pub ours: u64,
+    pub theirs: u64,
 }
 
 /// Hidden temporary name of a data file while it is not yet committed.
@@ -53,6 +80,8 @@ fn temp_path(root: &Path, rel: &str) -> PathBuf {
 pub struct LedgerState {
     pub offsets: HashMap<(String, i32), i64>,
     pub sequences: HashMap<(String, Stream), u64>,
+    /// `topic:partition` → the newest claim.
+    pub claims: BTreeMap<String, Claim>,
 }
 
 impl LedgerState {
@@ -73,6 +102,14 @@ impl LedgerState {
                 *e = (*e).max(s);
             }
         }
+        for (k, c) in &m.claims {
+            match self.claims.get(k) {
+                Some(have) if have.epoch >= c.epoch => {}
+                _ => {
+                    self.claims.insert(k.clone(), c.clone());
+                }
+            }
+        }
     }
 
     fn to_manifest(&self, writer: &str, created_ms: i64) -> Manifest {
@@ -91,6 +128,7 @@ impl LedgerState {
                 .map(|((m, s), q)| (format!("{m}|{s}"), *q))
                 .collect(),
             removes: vec![],
+            claims: self.claims.clone(),
         }
     }
 }
@@ -101,6 +139,33 @@ pub struct Ledger {
     dir: PathBuf,
     writer: String,
     next: u64,
+    /// The epochs this writer claimed, per `topic:partition`.
+    claimed: BTreeMap<String, u64>,
+}
+
+/// Holds the archive-wide ledger lock (`_manifests/.lock`) while it lives: claims
+/// and commits that carry offsets check and write under it, so a claim and a
+/// commit never interleave. (An advisory lock: every Larmor instance on the
+/// archive's filesystem takes it; filesystems without locks, such as some NFS
+/// set-ups, do not protect this.)
+struct LedgerLock(File);
+
+impl LedgerLock {
+    fn take(dir: &Path) -> std::io::Result<LedgerLock> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        f.lock()?;
+        Ok(LedgerLock(f))
+    }
+}
+
+impl Drop for LedgerLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -130,16 +195,76 @@ impl Ledger {
             dir,
             writer: writer.to_string(),
             next: 0,
+            claimed: BTreeMap::new(),
         })
     }
 
     /// Makes a checkpoint durable: after this returns, its files and offsets count.
+    /// A commit with offsets of a partition that another writer has claimed since
+    /// this one did is refused with [`Fenced`] (as the error's source), and nothing
+    /// is written.
     pub fn commit(&mut self, m: &Manifest) -> std::io::Result<()> {
-        self.write(m)?;
+        let check = m.offsets.keys().any(|k| self.claimed.contains_key(k));
+        {
+            let _lock = if check {
+                Some(LedgerLock::take(&self.dir)?)
+            } else {
+                None
+            };
+            if check {
+                let newest = self.state()?.claims;
+                for k in m.offsets.keys() {
+                    if let (Some(&ours), Some(c)) = (self.claimed.get(k), newest.get(k))
+                        && c.epoch > ours
+                    {
+                        return Err(std::io::Error::other(Fenced {
+                            writer: self.writer.clone(),
+                            partition: k.clone(),
+                            by: c.writer.clone(),
+                            ours,
+                            theirs: c.epoch,
+                        }));
+                    }
+                }
+            }
+            self.write(m)?;
+        }
         if self.next.is_multiple_of(CONSOLIDATE_EVERY) {
             self.consolidate()?;
         }
         Ok(())
+    }
+
+    /// Takes `partitions` over for this writer: claims the next epoch of each,
+    /// then rolls committed files forward ([`Ledger::roll_forward`]) and returns
+    /// the ledger's state, whose offsets the new owner resumes from. From now on a
+    /// commit by a previous owner that still carries these partitions' offsets is
+    /// refused, so an owner that stalled past the session timeout and wakes up
+    /// cannot archive offsets this writer archives too.
+    pub fn claim(&mut self, partitions: &[(String, i32)]) -> std::io::Result<LedgerState> {
+        if !partitions.is_empty() {
+            let _lock = LedgerLock::take(&self.dir)?;
+            let state = self.state()?;
+            let mut m = Manifest {
+                writer: self.writer.clone(),
+                created_ms: now_ms(),
+                ..Default::default()
+            };
+            for (t, p) in partitions {
+                let k = format!("{t}:{p}");
+                let epoch = state.claims.get(&k).map_or(0, |c| c.epoch) + 1;
+                m.claims.insert(
+                    k.clone(),
+                    Claim {
+                        epoch,
+                        writer: self.writer.clone(),
+                    },
+                );
+                self.claimed.insert(k, epoch);
+            }
+            self.write(&m)?;
+        }
+        self.roll_forward()
     }
 
     fn write(&mut self, m: &Manifest) -> std::io::Result<()> {
@@ -393,6 +518,60 @@ mod tests {
             "no reading visible twice"
         );
         assert!(part.join("compacted-1.parquet").exists());
+    }
+
+    #[test]
+    fn an_owner_that_lost_its_partition_cannot_commit_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let p = ("t".to_string(), 0);
+        let with_offset = |writer: &str, o: i64| {
+            let mut m = Manifest {
+                writer: writer.into(),
+                ..Default::default()
+            };
+            m.offsets.insert("t:0".into(), o);
+            m
+        };
+        let mut w1 = Ledger::open(root, "w1").unwrap();
+        w1.claim(std::slice::from_ref(&p)).unwrap();
+        w1.commit(&with_offset("w1", 10)).unwrap();
+
+        // w1 stalls past the session timeout; w2 takes t:0 over and resumes at 10.
+        let mut w2 = Ledger::open(root, "w2").unwrap();
+        let s = w2.claim(std::slice::from_ref(&p)).unwrap();
+        assert_eq!(s.offsets[&p], 10);
+        assert_eq!(
+            s.claims["t:0"],
+            Claim {
+                epoch: 2,
+                writer: "w2".into()
+            }
+        );
+        w2.commit(&with_offset("w2", 15)).unwrap();
+
+        // w1 wakes up with offsets 10..20 it had read: refused, nothing written.
+        let before = w1.manifests().unwrap().len();
+        let err = w1.commit(&with_offset("w1", 20)).unwrap_err();
+        let fenced = err.get_ref().and_then(|e| e.downcast_ref::<Fenced>()).expect("fenced");
+        assert_eq!((fenced.ours, fenced.theirs, fenced.by.as_str()), (1, 2, "w2"));
+        assert!(err.to_string().contains("Restart it"), "{err}");
+        assert_eq!(w1.manifests().unwrap().len(), before);
+        assert_eq!(w2.state().unwrap().offsets[&p], 15);
+        // Commits without that partition's offsets (a compaction, other partitions) still go through.
+        w1.commit(&Manifest::default()).unwrap();
+
+        // Claims survive consolidation.
+        for i in 0..300 {
+            w2.commit(&with_offset("w2", 16 + i)).unwrap();
+        }
+        assert!(w2.manifests().unwrap().len() < 100);
+        assert_eq!(w2.state().unwrap().claims["t:0"].epoch, 2);
+        assert!(w1.commit(&with_offset("w1", 20)).is_err(), "still fenced");
+        // Given the partition again, w1 claims epoch 3 and commits.
+        w1.claim(std::slice::from_ref(&p)).unwrap();
+        w1.commit(&with_offset("w1", 400)).unwrap();
+        assert!(w2.commit(&with_offset("w2", 401)).is_err(), "now w2 is the stale one");
     }
 
     #[test]

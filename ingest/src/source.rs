@@ -166,6 +166,7 @@ impl CommitJob {
                 .collect(),
             sequences: self.sequences,
             removes: vec![],
+            claims: Default::default(),
         };
         // The commit point: from here on these readings count as archived.
         ledger.commit(&manifest)?;
@@ -305,14 +306,19 @@ impl Checkpoint {
     }
 
     /// Reloads what every instance has archived (after partitions moved).
-    fn reload<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<(), IngestError> {
+    fn reload<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        assigned: &[PartitionKey],
+    ) -> Result<(), IngestError> {
         self.finish(consumer)?;
-        let Some(ledger) = self.ledger.as_ref() else {
+        let Some(ledger) = self.ledger.as_mut() else {
             return Err(IngestError::Archive(std::io::Error::other(
                 "the archive ledger is gone",
             )));
         };
-        let state = ledger.roll_forward()?;
+        // Claim first: from then on a previous owner that wakes up cannot commit these partitions.
+        let state = ledger.claim(assigned)?;
         for (k, v) in state.offsets {
             let e = self.floors.entry(k).or_insert(v);
             *e = (*e).max(v);
@@ -359,7 +365,12 @@ impl ConsumerContext for IngestContext {
                 .collect();
             tracing::info!(partitions = %parts.join(","), "assigned");
             self.assigned.store(true, Ordering::Relaxed);
-            let result = lock(&self.state).checkpoint.reload(consumer);
+            let assigned: Vec<PartitionKey> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect();
+            let result = lock(&self.state).checkpoint.reload(consumer, &assigned);
             if let Err(e) = result {
                 tracing::error!(error = %e, "cannot reload the archive ledger after a rebalance");
                 *lock(&self.failure) = Some(e.to_string());
