@@ -5,6 +5,12 @@
 //! rolled forward, files it does not name are deleted, and consumption resumes
 //! after its offsets. That makes the archive effectively exactly-once whatever
 //! Kafka's own committed offsets say.
+//!
+//! Several writers share one ledger (a consumer group). Taking a partition over,
+//! a writer claims its next epoch; a commit that carries offsets of a partition
+//! claimed by someone else since is refused ([`Fenced`]), so a writer that
+//! stalled past the group's session timeout cannot commit readings its successor
+//! has archived. Claims and such commits run under an advisory file lock.
 
 use crate::channels::Stream;
 use serde::{Deserialize, Serialize};
