@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST_DIR: &str = "_manifests";
 /// Commits between two consolidations of the ledger.
 const CONSOLIDATE_EVERY: u64 = 256;
+/// How long a claim or commit waits for the ledger lock before it fails.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -56,8 +58,9 @@ pub struct Claim {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "this instance ({writer}) was fenced off partition {partition}: writer {by} claimed it (epoch {theirs}, ours {ours}), \
-     most likely because this instance stalled past the group's session timeout. Restart it: start-up recovery \
-     removes its uncommitted files, and the group gives it partitions again"
+     most likely because this instance stalled past the group's session timeout. Nothing of its last \
+     checkpoint was committed (its files stay hidden and a later start-up removes them); restart it and the \
+     group gives it partitions again"
 )]
 pub struct Fenced {
     pub writer: String,
@@ -147,6 +150,8 @@ pub struct Ledger {
     next: u64,
     /// The epochs this writer claimed, per `topic:partition`.
     claimed: BTreeMap<String, u64>,
+    /// Commits since this ledger was opened (the consolidation schedule).
+    commits: u64,
 }
 
 /// Holds the archive-wide ledger lock (`_manifests/.lock`) while it lives: claims
@@ -158,13 +163,31 @@ struct LedgerLock(File);
 
 impl LedgerLock {
     fn take(dir: &Path) -> std::io::Result<LedgerLock> {
+        let path = dir.join(".lock");
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(".lock"))?;
-        f.lock()?;
-        Ok(LedgerLock(f))
+            .open(&path)?;
+        // Held for milliseconds; an instance stopped while holding it must not stall
+        // the others for good: give up with an error that says where to look.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(LedgerLock(f)),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} has been locked by another Larmor instance for {} s; is one stopped or hung?",
+                        path.display(),
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -202,6 +225,7 @@ impl Ledger {
             writer: writer.to_string(),
             next: 0,
             claimed: BTreeMap::new(),
+            commits: 0,
         })
     }
 
@@ -235,7 +259,8 @@ impl Ledger {
             }
             self.write(m)?;
         }
-        if self.next.is_multiple_of(CONSOLIDATE_EVERY) {
+        self.commits += 1;
+        if self.commits.is_multiple_of(CONSOLIDATE_EVERY) {
             self.consolidate()?;
         }
         Ok(())
@@ -260,15 +285,18 @@ impl Ledger {
                 let k = format!("{t}:{p}");
                 let epoch = state.claims.get(&k).map_or(0, |c| c.epoch) + 1;
                 m.claims.insert(
-                    k.clone(),
+                    k,
                     Claim {
                         epoch,
                         writer: self.writer.clone(),
                     },
                 );
-                self.claimed.insert(k, epoch);
             }
             self.write(&m)?;
+            // Only claims that are on disk count as ours.
+            for (k, c) in &m.claims {
+                self.claimed.insert(k.clone(), c.epoch);
+            }
         }
         self.roll_forward()
     }
@@ -320,6 +348,23 @@ impl Ledger {
             out.push((p, m));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        // A directory listing may skip entries created or deleted while it runs:
+        // the same names listed again means none was.
+        let mut again: Vec<PathBuf> = Vec::with_capacity(out.len());
+        for e in std::fs::read_dir(&self.dir)? {
+            let p = e?.path();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !name.starts_with('.') && name.ends_with(".json") {
+                again.push(p);
+            }
+        }
+        again.sort();
+        if again.len() != out.len() || again.iter().zip(&out).any(|(a, (b, _))| a != b) {
+            return Ok(None);
+        }
         Ok(Some(out))
     }
 
@@ -385,6 +430,9 @@ impl Ledger {
     /// Folds every manifest whose files are all visible into one snapshot, so the
     /// ledger stays small however long ingest runs.
     pub fn consolidate(&mut self) -> std::io::Result<()> {
+        // Under the lock: a claim written while we fold and delete could otherwise
+        // be missed by a reader listing the directory at the same time.
+        let _lock = LedgerLock::take(&self.dir)?;
         let settled: Vec<(PathBuf, Manifest)> = self
             .manifests()?
             .into_iter()
@@ -561,7 +609,7 @@ mod tests {
         let err = w1.commit(&with_offset("w1", 20)).unwrap_err();
         let fenced = err.get_ref().and_then(|e| e.downcast_ref::<Fenced>()).expect("fenced");
         assert_eq!((fenced.ours, fenced.theirs, fenced.by.as_str()), (1, 2, "w2"));
-        assert!(err.to_string().contains("Restart it"), "{err}");
+        assert!(err.to_string().contains("restart it"), "{err}");
         assert_eq!(w1.manifests().unwrap().len(), before);
         assert_eq!(w2.state().unwrap().offsets[&p], 15);
         // Commits without that partition's offsets (a compaction, other partitions) still go through.

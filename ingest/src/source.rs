@@ -58,6 +58,9 @@ pub enum IngestError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot write the archive: {0}. Check that the archive path is writable and the disk has space")]
     Archive(#[from] std::io::Error),
+    /// Another instance owns partitions this one still meant to commit (see `manifest::Fenced`).
+    #[error("{0}")]
+    Fenced(String),
     #[error(transparent)]
     DeadLetter(#[from] DlqError),
     #[error("checkpoint during a rebalance failed: {0}")]
@@ -169,7 +172,7 @@ impl CommitJob {
             claims: Default::default(),
         };
         // The commit point: from here on these readings count as archived.
-        ledger.commit(&manifest)?;
+        ledger.commit(&manifest).map_err(ledger_error)?;
         let stats = publish(self.flush.root(), &staged)?;
         Ok(Committed {
             stats,
@@ -318,7 +321,11 @@ impl Checkpoint {
             )));
         };
         // Claim first: from then on a previous owner that wakes up cannot commit these partitions.
-        let state = ledger.claim(assigned)?;
+        // Without the claim (or the floors) nothing may be committed: fail for good.
+        let state = match ledger.claim(assigned) {
+            Ok(s) => s,
+            Err(e) => return self.fail(IngestError::Archive(e)),
+        };
         for (k, v) in state.offsets {
             let e = self.floors.entry(k).or_insert(v);
             *e = (*e).max(v);
@@ -376,6 +383,14 @@ impl ConsumerContext for IngestContext {
                 *lock(&self.failure) = Some(e.to_string());
             }
         }
+    }
+}
+
+/// A ledger error as the source reports it: fencing has its own message.
+fn ledger_error(e: std::io::Error) -> IngestError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<crate::manifest::Fenced>()) {
+        Some(f) => IngestError::Fenced(f.to_string()),
+        None => IngestError::Archive(e),
     }
 }
 
