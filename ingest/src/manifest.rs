@@ -142,6 +142,9 @@ impl LedgerState {
     }
 }
 
+/// A manifest as listed: its path and its (shared, parsed) content.
+type Listed = (PathBuf, std::sync::Arc<Manifest>);
+
 /// Reads and writes the manifests of one archive.
 pub struct Ledger {
     root: PathBuf,
@@ -152,6 +155,9 @@ pub struct Ledger {
     claimed: BTreeMap<String, u64>,
     /// Commits since this ledger was opened (the consolidation schedule).
     commits: u64,
+    /// Manifests already parsed, by path: a manifest never changes once written
+    /// (new content gets a new name), and every claim and commit reads them all.
+    parsed: std::sync::Mutex<HashMap<PathBuf, std::sync::Arc<Manifest>>>,
 }
 
 /// Holds the archive-wide ledger lock (`_manifests/.lock`) while it lives: claims
@@ -226,6 +232,7 @@ impl Ledger {
             next: 0,
             claimed: BTreeMap::new(),
             commits: 0,
+            parsed: Default::default(),
         })
     }
 
@@ -307,7 +314,7 @@ impl Ledger {
         write_atomically(&self.dir, &name, &serde_json::to_vec(m).map_err(std::io::Error::other)?)
     }
 
-    fn manifests(&self) -> std::io::Result<Vec<(PathBuf, Manifest)>> {
+    fn manifests(&self) -> std::io::Result<Vec<Listed>> {
         // Another writer may consolidate while we read: it writes its snapshot
         // first, then deletes what it folded in. A listed manifest that is gone
         // means the snapshot holding it is there now, so list again.
@@ -323,7 +330,8 @@ impl Ledger {
     }
 
     /// Every manifest, or `None` when one vanished while being read.
-    fn try_manifests(&self) -> std::io::Result<Option<Vec<(PathBuf, Manifest)>>> {
+    fn try_manifests(&self) -> std::io::Result<Option<Vec<Listed>>> {
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let p = e?.path();
@@ -332,6 +340,10 @@ impl Ledger {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            if let Some(m) = parsed.get(&p) {
+                out.push((p, m.clone()));
                 continue;
             }
             let bytes = match std::fs::read(&p) {
@@ -345,9 +357,12 @@ impl Ledger {
                     p.display()
                 ))
             })?;
+            let m = std::sync::Arc::new(m);
+            parsed.insert(p.clone(), m.clone());
             out.push((p, m));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        parsed.retain(|p, _| out.binary_search_by(|(q, _)| q.cmp(p)).is_ok());
         // A directory listing may skip entries created or deleted while it runs:
         // the same names listed again means none was.
         let mut again: Vec<PathBuf> = Vec::with_capacity(out.len());
@@ -433,7 +448,7 @@ impl Ledger {
         // Under the lock: a claim written while we fold and delete could otherwise
         // be missed by a reader listing the directory at the same time.
         let _lock = LedgerLock::take(&self.dir)?;
-        let settled: Vec<(PathBuf, Manifest)> = self
+        let settled: Vec<Listed> = self
             .manifests()?
             .into_iter()
             .filter(|(_, m)| m.files.iter().all(|f| !temp_path(&self.root, f).exists()))
