@@ -8,18 +8,9 @@
 //! directory under the system temp dir, removed afterwards unless
 //! `LARMOR_BENCH_KEEP=1`].
 
+use larmor_benches::env;
 use larmor_datasets::backfill::{self, BackfillConfig};
 use std::time::{Duration, Instant};
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not valid; using the default");
-            default
-        }),
-        Err(_) => default,
-    }
-}
 
 fn main() {
     let machines: usize = env("LARMOR_BENCH_MACHINES", 100);

@@ -12,6 +12,7 @@
 //! partition's log at 5 MB.
 
 use larmor::pipeline::{simulated_enrolment, simulated_keys};
+use larmor_benches::{cpu_seconds, env};
 use larmor_datasets::{Fleet, Simulator};
 use larmor_ingest::DeviceRegistry;
 use larmor_ingest::archive::ArchiveConfig;
@@ -38,21 +39,6 @@ fn status_mib(key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// CPU time of the whole process so far (user + system), in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at its closing ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Notes when the first accepted frame comes out of the source.
 struct FirstFrame(Option<Instant>);
 impl FrameObserver for FirstFrame {
@@ -62,18 +48,12 @@ impl FrameObserver for FirstFrame {
 }
 
 fn main() {
-    let target: usize = std::env::var("LARMOR_BENCH_READINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6_000_000);
+    let target: usize = env("LARMOR_BENCH_READINGS", 6_000_000);
     let seed = 7;
     let machines = 50;
     // More partitions hold a larger backlog: the embedded cluster caps each partition's log.
     let topics = TopicsConfig {
-        partitions: std::env::var("LARMOR_BENCH_PARTITIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(TopicsConfig::default().partitions),
+        partitions: env("LARMOR_BENCH_PARTITIONS", TopicsConfig::default().partitions),
         ..TopicsConfig::default()
     };
     let kafka = EmbeddedKafka::start(&topics).expect("embedded cluster");

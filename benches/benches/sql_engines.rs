@@ -36,6 +36,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
 use larmor_analytics::queries::{STANDARD, StandardQuery};
 use larmor_analytics::sql;
+use larmor_benches::{cpu_seconds, env};
 use larmor_datasets::backfill::{self, BackfillConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,16 +45,6 @@ use std::time::{Duration, Instant};
 const SEED: u64 = 7;
 const MARKER: &str = ".larmor-bench-sql";
 const ANOMALIES_MARKER: &str = ".larmor-bench-sql-anomalies";
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!("{name}={v:?} is not valid; using the default");
-            default
-        }),
-        Err(_) => default,
-    }
-}
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("sql_engines: {msg}");
@@ -217,21 +208,6 @@ async fn reregister_readings(ctx: &SessionContext, archive: &Path, variant: &[St
     ctx.register_listing_table("readings", format!("{}/", abs.display()), options, Some(schema), None)
         .await
         .unwrap_or_else(|e| fail(format!("re-registering readings: {e}")));
-}
-
-/// CPU time of this process so far (user + system, every thread), from /proc; 0 where unavailable.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // USER_HZ is 100 on every Linux architecture Rust targets.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// One run: plan and collect every row.

@@ -204,6 +204,67 @@ async fn two_instances_share_partitions_and_survive_a_kill() {
     assert_archive_equals(&archive, &produced).await;
 }
 
+/// Two `larmor run` instances, writers w1 (a) and w2 (b), on librdkafka's own
+/// cluster, with the simulated fleet publishing. `a_buffer_age` replaces a's
+/// archive `max_buffer_age`.
+struct EmbeddedPair {
+    _kafka: larmor_ingest::kafka::EmbeddedKafka,
+    feeder: Feeder,
+    a: Larmor,
+    b: Larmor,
+    log_a: PathBuf,
+    log_b: PathBuf,
+    archive: PathBuf,
+}
+
+fn embedded_pair(dir: &Path, a_buffer_age: Option<&str>) -> EmbeddedPair {
+    let kafka = larmor_ingest::kafka::EmbeddedKafka::start(&TopicsConfig::default()).unwrap();
+    let brokers = kafka.bootstrap_servers();
+    let registry = write_registry(dir);
+    let cfg_a = write_config(dir, "a", &brokers, &registry, "w1", "");
+    if let Some(age) = a_buffer_age {
+        let text = std::fs::read_to_string(&cfg_a)
+            .unwrap()
+            .replace("max_buffer_age = \"300ms\"", &format!("max_buffer_age = \"{age}\""));
+        std::fs::write(&cfg_a, text).unwrap();
+    }
+    let cfg_b = write_config(dir, "b", &brokers, &registry, "w2", "");
+    let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    let feeder = Feeder::start(&brokers);
+    EmbeddedPair {
+        a: spawn_larmor(&cfg_a, &log_a, &[]),
+        b: spawn_larmor(&cfg_b, &log_b, &[]),
+        _kafka: kafka,
+        feeder,
+        log_a,
+        log_b,
+        archive: dir.join("archive"),
+    }
+}
+
+fn log_len(log: &Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().len()
+}
+
+/// A log line saying this instance was given every partition of the three topics.
+fn assigns_every_partition(line: &str) -> bool {
+    let all = 3 * TopicsConfig::default().partitions as usize;
+    line.contains("assigned") && line.matches("mri.telemetry.").count() == all
+}
+
+/// Waits (at most 45 s) until `log`, after its first `since` bytes, says every partition was assigned.
+fn wait_for_every_partition(log: &Path, since: usize) {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text[since.min(text.len())..].lines().any(assigns_every_partition) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never took over every partition:\n{text}");
+        sleep(250);
+    }
+}
+
 /// tansu 0.6 never expires a dead member's session, so the test above restarts the
 /// killed instance. librdkafka's own cluster does expire sessions, as Kafka does: on
 /// it, a SIGKILLed instance stays dead and the survivor must take over by itself
@@ -212,16 +273,15 @@ async fn two_instances_share_partitions_and_survive_a_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_s_partitions_move_to_the_survivor_without_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let kafka = larmor_ingest::kafka::EmbeddedKafka::start(&TopicsConfig::default()).unwrap();
-    let brokers = kafka.bootstrap_servers();
-    let registry = write_registry(dir.path());
-    let cfg_a = write_config(dir.path(), "a", &brokers, &registry, "w1", "");
-    let cfg_b = write_config(dir.path(), "b", &brokers, &registry, "w2", "");
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let archive = dir.path().join("archive");
-    let feeder = Feeder::start(&brokers);
-    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
-    let mut b = spawn_larmor(&cfg_b, &log_b, &[]);
+    let EmbeddedPair {
+        _kafka,
+        feeder,
+        mut a,
+        mut b,
+        log_b,
+        archive,
+        ..
+    } = embedded_pair(dir.path(), None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !archive.exists() || archive_files_by(&archive, "w1") == 0 || archive_files_by(&archive, "w2") == 0 {
         assert!(Instant::now() < deadline, "the group did not share the partitions");
@@ -229,26 +289,11 @@ async fn a_killed_instance_s_partitions_move_to_the_survivor_without_loss() {
     }
     sleep(1000);
     // b's log from the kill on: it may well have held every partition before a joined.
-    let before_kill = std::fs::read_to_string(&log_b).unwrap_or_default().len();
+    let before_kill = log_len(&log_b);
     a.kill().unwrap();
     a.wait().unwrap();
     // No restart: the survivor must notice (session timeout) and take every partition.
-    let deadline = Instant::now() + Duration::from_secs(45);
-    let all = 3 * TopicsConfig::default().partitions as usize;
-    let took_all = |log: &str| {
-        log[before_kill.min(log.len())..]
-            .lines()
-            .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == all)
-    };
-    while !took_all(&std::fs::read_to_string(&log_b).unwrap_or_default()) {
-        assert!(
-            Instant::now() < deadline,
-            "b never took over every partition:\n{}\n--- a:\n{}",
-            std::fs::read_to_string(&log_b).unwrap_or_default(),
-            std::fs::read_to_string(&log_a).unwrap_or_default()
-        );
-        sleep(250);
-    }
+    wait_for_every_partition(&log_b, before_kill);
     sleep(3000);
     let produced = feeder.stop();
     sleep(1000);
@@ -266,21 +311,16 @@ async fn a_killed_instance_s_partitions_move_to_the_survivor_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let kafka = larmor_ingest::kafka::EmbeddedKafka::start(&TopicsConfig::default()).unwrap();
-    let brokers = kafka.bootstrap_servers();
-    let registry = write_registry(dir.path());
     // A long buffer age: when a stops it surely holds readings it has not committed.
-    let cfg_a = write_config(dir.path(), "a", &brokers, &registry, "w1", "");
-    let text = std::fs::read_to_string(&cfg_a)
-        .unwrap()
-        .replace("max_buffer_age = \"300ms\"", "max_buffer_age = \"30s\"");
-    std::fs::write(&cfg_a, text).unwrap();
-    let cfg_b = write_config(dir.path(), "b", &brokers, &registry, "w2", "");
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let archive = dir.path().join("archive");
-    let feeder = Feeder::start(&brokers);
-    let mut a = spawn_larmor(&cfg_a, &log_a, &[]);
-    let mut b = spawn_larmor(&cfg_b, &log_b, &[]);
+    let EmbeddedPair {
+        _kafka,
+        feeder,
+        mut a,
+        mut b,
+        log_a,
+        log_b,
+        archive,
+    } = embedded_pair(dir.path(), Some("30s"));
     let deadline = Instant::now() + Duration::from_secs(30);
     let read_by_a = || std::fs::read_to_string(&log_a).unwrap_or_default().contains("assigned");
     while !read_by_a() || !archive.exists() || archive_files_by(&archive, "w2") == 0 {
@@ -288,7 +328,7 @@ async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
         sleep(200);
     }
     sleep(2000);
-    let before_stop = std::fs::read_to_string(&log_b).unwrap_or_default().len();
+    let before_stop = log_len(&log_b);
     let signal = |sig: &str, pid: u32| {
         let ok = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
@@ -299,22 +339,7 @@ async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
     };
     signal("-STOP", a.id());
     // b takes every partition once a's session expires (6 s).
-    let all = 3 * TopicsConfig::default().partitions as usize;
-    let b_takes_all = |since: usize| {
-        let deadline = Instant::now() + Duration::from_secs(45);
-        loop {
-            let log = std::fs::read_to_string(&log_b).unwrap_or_default();
-            if log[since.min(log.len())..]
-                .lines()
-                .any(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == all)
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "b never took over:\n{log}");
-            sleep(250);
-        }
-    };
-    b_takes_all(before_stop);
+    wait_for_every_partition(&log_b, before_stop);
     sleep(2000);
     signal("-CONT", a.id());
     // a wakes up holding readings it has not committed (its buffer age is 30 s): it
@@ -338,7 +363,7 @@ async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
             .lines()
             .rev()
             .find(|l| l.contains("larmor_ingest::source: assigned") || l.contains("revoking"));
-        if last.is_some_and(|l| l.contains("assigned") && l.matches("mri.telemetry.").count() == all) {
+        if last.is_some_and(assigns_every_partition) {
             break;
         }
         assert!(Instant::now() < deadline, "b does not hold every partition:\n{log}");
