@@ -3,11 +3,10 @@
 //! Each party gets only what it may see.
 
 pub mod alert;
-pub mod log;
+pub mod alert_table;
 pub mod outbox;
 pub mod pipeline;
 
 pub use alert::{Alert, ManufacturerNotice, Severity};
-pub use log::AlertLog;
 pub use outbox::Party;
 pub use pipeline::{AlertMetrics, AlertPipeline, AlertsConfig, Outcome};

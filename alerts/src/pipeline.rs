@@ -1,25 +1,30 @@
 //! The notification pipeline, in explicit stages as in Alertmanager:
 //! **dedup** (one notice per episode group within a window), **route** (which
-//! parties may see it), **deliver** (per-party channel, with **retry**).
+//! parties may see it), **deliver** (per-party channel, with **retry**). In
+//! `larmor run` it is the sink at the end of the anomalies' path, and records
+//! each alert, with who received it, in the `alerts` table.
 
 use crate::alert::Alert;
+use crate::alert_table::{self, AlertTable};
 use crate::outbox::{Channel, OutboxChannel, Party};
 use larmor_analytics::Anomaly;
+use larmor_datadir::DataDir;
 use larmor_ingest::SharedRegistry;
-use prometheus::{IntCounterVec, Opts, Registry};
-use serde::Deserialize;
+use prometheus::{IntCounter, IntCounterVec, Registry};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of alert delivery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// Root of the local outboxes (`admin/`, `manufacturer/<slug>/`).
+    /// Root of the local outboxes (`admin/`, `manufacturer/<slug>/`); by default
+    /// `outbox/` in the data directory.
     pub outbox: PathBuf,
     /// Repeats of the same machine/detector/channel within this window are dropped.
-    #[serde(with = "larmor_ingest::archive::humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
     /// Delivery attempts per notice before it is counted as failed.
     pub max_attempts: u32,
@@ -28,7 +33,7 @@ pub struct AlertsConfig {
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
-            outbox: PathBuf::from("larmor-data/outbox"),
+            outbox: larmor_datadir::DataDir::default().outbox(),
             dedup_window: Duration::from_secs(600),
             max_attempts: 3,
         }
@@ -37,7 +42,6 @@ impl Default for AlertsConfig {
 
 #[derive(Clone)]
 pub struct AlertMetrics {
-    pub anomalies: IntCounterVec,
     pub notifications: IntCounterVec,
     pub deduplicated: IntCounterVec,
     pub failed: IntCounterVec,
@@ -46,28 +50,23 @@ pub struct AlertMetrics {
 impl AlertMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         let m = AlertMetrics {
-            anomalies: IntCounterVec::new(
-                Opts::new("larmor_anomalies_total", "Anomaly episodes detected"),
-                &["detector", "channel"],
-            )?,
-            notifications: IntCounterVec::new(
-                Opts::new("larmor_alerts_total", "Notices delivered, per delivery channel"),
-                &["channel"],
-            )?,
-            deduplicated: IntCounterVec::new(
-                Opts::new("larmor_alerts_deduplicated_total", "Alerts dropped by the dedup stage"),
-                &["detector"],
-            )?,
-            failed: IntCounterVec::new(
-                Opts::new("larmor_alerts_failed_total", "Notices not delivered after every retry"),
-                &["channel"],
-            )?,
+            notifications: larmor_metrics::ALERTS.int_counter_vec(r)?,
+            deduplicated: larmor_metrics::ALERTS_DEDUPLICATED.int_counter_vec(r)?,
+            failed: larmor_metrics::ALERTS_FAILED.int_counter_vec(r)?,
         };
-        r.register(Box::new(m.anomalies.clone()))?;
-        r.register(Box::new(m.notifications.clone()))?;
-        r.register(Box::new(m.deduplicated.clone()))?;
-        r.register(Box::new(m.failed.clone()))?;
+        // Series that exist from the start, at zero, so a rate() or an alert rule
+        // sees them before the first notice.
+        let admin = Party::Admin.channel_name();
+        m.notifications.with_label_values(&[&admin]);
+        m.failed.with_label_values(&[&admin]);
         Ok(m)
+    }
+
+    /// Starts the dedup counter of each detector at zero.
+    pub fn init_detectors(&self, detectors: &[&str]) {
+        for d in detectors {
+            self.deduplicated.with_label_values(&[d]);
+        }
     }
 }
 
@@ -87,6 +86,9 @@ pub struct AlertPipeline {
     last_sent: HashMap<(String, &'static str, &'static str), i64>,
     channels: BTreeMap<Party, Box<dyn Channel>>,
     metrics: AlertMetrics,
+    /// Where every alert is recorded with who received it (the `alerts` table),
+    /// and the counter of failed writes.
+    record: Option<(AlertTable, IntCounter)>,
 }
 
 impl AlertPipeline {
@@ -97,14 +99,17 @@ impl AlertPipeline {
             last_sent: HashMap::new(),
             channels: BTreeMap::new(),
             metrics,
+            record: None,
         }
     }
 
+    /// Records every alert in `data`'s `alerts` table; `errors` counts failed writes.
+    pub fn recording_to(mut self, data: &DataDir, errors: IntCounter) -> Self {
+        self.record = Some((alert_table::writer(data), errors));
+        self
+    }
+
     pub fn process(&mut self, anomaly: &Anomaly) -> Outcome {
-        self.metrics
-            .anomalies
-            .with_label_values(&[anomaly.detector, anomaly.channel()])
-            .inc();
         let registry = self.registry.current();
         let Some(device) = registry.get(&anomaly.machine_id) else {
             tracing::warn!(machine = %anomaly.machine_id, "anomaly for a machine missing from the registry");
@@ -159,6 +164,26 @@ impl AlertPipeline {
             }
         }
         self.metrics.failed.with_label_values(&[&name]).inc();
+    }
+}
+
+/// The alerts sink: the end of the anomalies' path in `larmor run`.
+impl larmor_stage::Sink for AlertPipeline {
+    type Input = Anomaly;
+
+    fn consume(&mut self, anomaly: Anomaly) {
+        let outcome = self.process(&anomaly);
+        if let (Some(alert), Some((table, _))) = (outcome.alert, &mut self.record) {
+            table.push(alert.ts_ms, (alert, outcome.delivered_to.join(",")));
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((table, errors)) = &mut self.record
+            && !table.flush_or_keep()
+        {
+            errors.inc();
+        }
     }
 }
 

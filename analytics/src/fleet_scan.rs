@@ -3,12 +3,12 @@
 //! and writes the anomalies table. This is how an archive that was backfilled or
 //! imported (or ingested before a detector existed) gets its `anomalies`.
 
-use crate::anomaly_log::AnomalyLog;
+use crate::anomaly_table;
 use crate::detect::{DetectConfig, DetectorSet, warm};
 use crate::sql::{self, QueryError};
-use crate::tables::DataDir;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
+use larmor_datadir::DataDir;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,8 @@ pub async fn scan(
     replace: bool,
 ) -> Result<ScanReport, ScanError> {
     let started = Instant::now();
-    let out = DataDir::around(archive).anomalies();
+    let data = DataDir::around(archive);
+    let out = data.anomalies();
     if out.exists() {
         if !replace {
             return Err(ScanError::Exists(out.display().to_string()));
@@ -77,7 +78,7 @@ pub async fn scan(
         return Ok(report);
     };
     let mut detectors = DetectorSet::from_config(config)?;
-    let mut log = AnomalyLog::new(&out);
+    let mut log = anomaly_table::writer(&data);
     let mut found = Vec::new();
     let mut day = first.div_euclid(DAY_MS) * DAY_MS;
     while day <= last {
@@ -86,7 +87,7 @@ pub async fn scan(
         report.readings += warm::archive_frames(archive, day, day + DAY_MS, step, |f| {
             detectors.observe(&f, &mut found);
             for a in found.drain(..) {
-                log.push(&a);
+                log.push(a.ts_ms, a);
             }
         })
         .await?;

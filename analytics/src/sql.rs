@@ -17,7 +17,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use std::path::{Path, PathBuf};
+use larmor_datadir::naming;
+use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,7 @@ pub async fn open_archive_with(archive: &Path, config: SessionConfig) -> Result<
     ctx.register_listing_table("readings", &url, options, Some(readings_schema()), None)
         .await?;
     ctx.register_table("archive_partitions", Arc::new(archive_partitions(&abs)?))?;
-    crate::tables::register_side_tables(&ctx, &crate::tables::DataDir::around(&abs)).await?;
+    crate::tables::register_side_tables(&ctx, &larmor_datadir::DataDir::around(&abs)).await?;
     Ok(ctx)
 }
 
@@ -69,7 +70,7 @@ pub fn parquet_format(ctx: &SessionContext) -> ParquetFormat {
 
 /// The schema `readings` is read with: the archive's, strings as `Utf8View`.
 pub fn readings_schema() -> SchemaRef {
-    let fields: Vec<Field> = larmor_ingest::archive::schema()
+    let fields: Vec<Field> = larmor_datadir::schema::readings()
         .fields()
         .iter()
         .map(|f| match f.data_type() {
@@ -88,31 +89,14 @@ pub fn readings_schema() -> SchemaRef {
 /// session opens, like the listing table's own file list.
 fn archive_partitions(archive: &Path) -> Result<MemTable, QueryError> {
     let io = |dir: &Path, e: std::io::Error| DataFusionError::Execution(format!("cannot list {}: {e}", dir.display()));
-    // Sorted subdirectories `prefix<value>` of `dir`.
-    let subdirs = |dir: &Path, prefix: &str| -> Result<Vec<(String, PathBuf)>, DataFusionError> {
-        let mut v = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-            let e = e.map_err(|e| io(dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(value) = name.strip_prefix(prefix) {
-                v.push((value.to_string(), e.path()));
-            }
-        }
-        v.sort();
-        Ok(v)
-    };
     let (mut dates, mut streams) = (Vec::new(), Vec::new());
-    for (date, day_dir) in subdirs(archive, "date=")? {
-        for (stream, stream_dir) in subdirs(&day_dir, "stream=")? {
+    for (date, day_dir) in naming::partitions(archive, "date").map_err(|e| io(archive, e))? {
+        for (stream, stream_dir) in naming::partitions(&day_dir, "stream").map_err(|e| io(&day_dir, e))? {
             // Hidden names are files being written or not yet committed.
             let has_data = std::fs::read_dir(&stream_dir)
                 .map_err(|e| io(&stream_dir, e))?
                 .flatten()
-                .any(|f| {
-                    let n = f.file_name();
-                    let n = n.to_string_lossy();
-                    n.ends_with(".parquet") && !n.starts_with('.') && !n.starts_with('_')
-                });
+                .any(|f| naming::is_data_file(&f.file_name().to_string_lossy()));
             if has_data {
                 dates.push(date.clone());
                 streams.push(stream);

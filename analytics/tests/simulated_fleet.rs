@@ -325,8 +325,8 @@ fn live_rate_healthy_fleet_with_injected_spikes_stays_quiet() {
     );
 }
 
-#[test]
-fn warm_up_from_the_archive_leaves_baselines_ready() {
+#[tokio::test]
+async fn warm_up_from_the_archive_leaves_baselines_ready() {
     // Two days of one healthy machine archived at 1-minute resolution.
     let s = Scenario::plan(1, 3, 20_089, 3, &ScenarioConfig::healthy());
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +377,9 @@ fn warm_up_from_the_archive_leaves_baselines_ready() {
     );
 
     let mut warmed = DetectorSet::from_config(&config).unwrap();
-    let r = warm::from_archive(&mut warmed, dir.path(), &config.warm_up, split + 1).unwrap();
+    let r = warm::from_archive(&mut warmed, dir.path(), &config.warm_up, split + 1)
+        .await
+        .unwrap();
     let minutes = (config.warm_up.window.as_millis() as i64 / MINUTE_MS) as u64;
     assert!(
         r.readings > minutes * 25 && r.readings <= (minutes + 2) * 31,
@@ -390,7 +392,9 @@ fn warm_up_from_the_archive_leaves_baselines_ready() {
     );
 
     // A missing archive is a first start, not an error.
-    let none = warm::from_archive(&mut warmed, &dir.path().join("nope"), &config.warm_up, split).unwrap();
+    let none = warm::from_archive(&mut warmed, &dir.path().join("nope"), &config.warm_up, split)
+        .await
+        .unwrap();
     assert_eq!(none.readings, 0);
 }
 

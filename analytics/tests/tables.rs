@@ -4,10 +4,10 @@
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::record_batch::RecordBatch;
-use larmor_analytics::anomaly_log::AnomalyLog;
+use larmor_analytics::anomaly_table;
 use larmor_analytics::sql::{self, OutputFormat};
-use larmor_analytics::tables::{self, DataDir};
 use larmor_analytics::{Anomaly, AnomalyKind};
+use larmor_datadir::{DataDir, Table};
 use larmor_ingest::archive::{ArchiveConfig, ArchiveWriter};
 use larmor_ingest::{ChannelId, Device, DeviceRegistry, Frame, Stream};
 use std::path::Path;
@@ -48,13 +48,8 @@ async fn a_young_data_dir_has_every_table_empty_with_its_schema() {
     let a = dir.path().join("archive");
     archive(&a);
     let ctx = sql::open_archive(&a).await.unwrap();
-    for (name, schema) in [
-        ("anomalies", tables::anomalies_schema()),
-        ("alerts", tables::alerts_schema()),
-        ("forecasts", tables::forecasts_schema()),
-        ("events", tables::events_schema()),
-        ("machines", tables::machines_schema()),
-    ] {
+    for table in Table::ALL.into_iter().filter(|t| *t != Table::Readings) {
+        let (name, schema) = (table.name(), table.schema());
         assert_eq!(
             csv(&ctx, &format!("SELECT count(*) AS n FROM {name}")).await,
             "n\n0\n",
@@ -66,11 +61,6 @@ async fn a_young_data_dir_has_every_table_empty_with_its_schema() {
         assert_eq!(got, want, "{name}");
     }
     assert_eq!(csv(&ctx, "SELECT count(*) AS n FROM readings").await, "n\n33\n");
-}
-
-#[test]
-fn the_events_table_is_what_the_datasets_crate_writes() {
-    assert_eq!(tables::events_schema(), larmor_datasets::events::schema());
 }
 
 fn anomaly(machine: &str, ts_ms: i64, score: f64, kind: AnomalyKind) -> Anomaly {
@@ -98,7 +88,7 @@ fn events(path: &Path, rows: &[(&str, i64, i64)]) {
     };
     let text = |s: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))) };
     let batch = RecordBatch::try_new(
-        tables::events_schema(),
+        larmor_datadir::schema::events(),
         vec![
             Arc::new(UInt32Array::from_iter_values(1..=n as u32)),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
@@ -114,7 +104,8 @@ fn events(path: &Path, rows: &[(&str, i64, i64)]) {
         ],
     )
     .unwrap();
-    larmor_ingest::archive::write_parquet(path, &batch, 3).unwrap();
+    larmor_datadir::durable::write_parquet_file(path, &batch, &larmor_datadir::durable::ParquetSettings::new(3))
+        .unwrap();
 }
 
 #[tokio::test]
@@ -123,7 +114,7 @@ async fn side_tables_are_read_and_the_ranking_keeps_maintenance_and_sensor_fault
     let a = dir.path().join("archive");
     archive(&a);
     let data = DataDir::around(&a);
-    let mut log = AnomalyLog::new(&data.anomalies());
+    let mut log = anomaly_table::writer(&data);
     use AnomalyKind::*;
     for x in [
         anomaly("A", T - DAY, 0.6, MachineHealth),
@@ -135,7 +126,7 @@ async fn side_tables_are_read_and_the_ranking_keeps_maintenance_and_sensor_fault
         anomaly("B", T - 4 * DAY, 0.8, SensorFault),
         anomaly("C", T - 8 * DAY, 0.99, MachineHealth), // before the window
     ] {
-        log.push(&x);
+        log.push(x.ts_ms, x);
     }
     assert_eq!(log.flush().unwrap(), 8);
     events(&data.events(), &[("B", T - 2 * DAY, T - DAY - 1)]);

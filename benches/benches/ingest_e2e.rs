@@ -11,17 +11,18 @@
 //! topic (`LARMOR_BENCH_PARTITIONS`, default 6), as the embedded cluster caps each
 //! partition's log at 5 MB.
 
-use larmor::pipeline::{simulated_enrolment, simulated_keys};
+use larmor::simulated::{simulated_enrolment, simulated_keys};
 use larmor_benches::{cpu_seconds, env};
 use larmor_datasets::{Fleet, Simulator};
 use larmor_ingest::DeviceRegistry;
+use larmor_ingest::Frame;
 use larmor_ingest::archive::ArchiveConfig;
 use larmor_ingest::kafka::{EmbeddedKafka, KafkaConfig, TopicsConfig};
 use larmor_ingest::metrics::IngestMetrics;
 use larmor_ingest::publish::FramePublisher;
-use larmor_ingest::source::{FrameObserver, KafkaSource};
+use larmor_ingest::source::{KafkaSource, SourceSettings, SourceWorkers};
 use larmor_ingest::trust::TrustConfig;
-use larmor_ingest::{Device, Frame};
+use larmor_stage::{Closed, Emit, Sent, Source};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use std::sync::Arc;
@@ -40,10 +41,11 @@ fn status_mib(key: &str) -> f64 {
 }
 
 /// Notes when the first accepted frame comes out of the source.
-struct FirstFrame(Option<Instant>);
-impl FrameObserver for FirstFrame {
-    fn on_frame(&mut self, _: &Frame, _: &Device) {
-        self.0.get_or_insert_with(Instant::now);
+struct FirstFrame(std::sync::OnceLock<Instant>);
+impl Emit<Frame> for FirstFrame {
+    fn emit(&self, _: Frame) -> Result<Sent, Closed> {
+        self.0.get_or_init(Instant::now);
+        Ok(Sent::Queued)
     }
 }
 
@@ -141,17 +143,22 @@ fn main() {
 
     // End to end: decode, verify signature/replay/skew, archive (Parquet, fsync, manifest), commit.
     let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let source = KafkaSource::open(
-        &kcfg,
-        &brokers,
-        &topics,
-        ArchiveConfig {
-            path: dir.path().join("archive"),
-            ..Default::default()
+        SourceSettings {
+            kafka: &kcfg,
+            brokers: &brokers,
+            topics: &topics,
+            archive: ArchiveConfig {
+                path: dir.path().join("archive"),
+                ..Default::default()
+            },
+            trust: TrustConfig::default(),
+            drain_timeout: Duration::from_secs(600),
         },
-        TrustConfig::default(),
         registry,
         IngestMetrics::register(&prometheus::Registry::new()).unwrap(),
+        SourceWorkers::start(&TrustConfig::default(), cores).unwrap(),
     )
     .unwrap();
     // larmor's own memory: RSS sampled while it works through the whole backlog,
@@ -172,13 +179,13 @@ fn main() {
     let start = Instant::now();
     let cpu_at_start = cpu_seconds();
     let stop = AtomicBool::new(true); // drain everything there is, then stop
-    let mut first = FirstFrame(None);
-    let report = source.run(&stop, Duration::from_secs(600), &mut first).unwrap();
+    let first = FirstFrame(Default::default());
+    let report = source.run(&stop, &first).unwrap();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let rss_peak = sampler.join().unwrap();
     let e2e_secs = start.elapsed().as_secs_f64();
     // The first frame is seen after its message is verified: a few milliseconds late at most.
-    let e2e_steady = first.0.map_or(e2e_secs, |t| t.elapsed().as_secs_f64());
+    let e2e_steady = first.0.get().map_or(e2e_secs, |t| t.elapsed().as_secs_f64());
     let e2e_cpu = cpu_seconds() - cpu_at_start;
     assert!(
         report.drained && report.archived_rows as usize == readings,

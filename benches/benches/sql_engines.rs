@@ -173,7 +173,7 @@ async fn reregister_readings(ctx: &SessionContext, archive: &Path, variant: &[St
     } else {
         DataType::Utf8View
     };
-    let base = larmor_ingest::archive::schema();
+    let base = larmor_datadir::schema::readings();
     let strings = if has("dict_columns") {
         // Keeps the Parquet dictionary encoding: no string is materialized per row.
         DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))

@@ -3,7 +3,7 @@
 //! clock), on the frames the end-to-end bench sends (20 samples per frame).
 //! Run: `cargo bench -p larmor-benches --bench wire_decode`
 
-use larmor::pipeline::{simulated_enrolment, simulated_keys};
+use larmor::simulated::{simulated_enrolment, simulated_keys};
 use larmor_datasets::{Fleet, Simulator};
 use larmor_ingest::trust::{FrameVerifier, TrustConfig};
 use larmor_ingest::{DeviceRegistry, wire};

@@ -2,15 +2,16 @@
 //! that uses it. Every field has a default; `larmor.example.toml` lists them all.
 
 use larmor_alerts::AlertsConfig;
-use larmor_ingest::archive::{ArchiveConfig, humantime_serde_compat};
+use larmor_ingest::archive::ArchiveConfig;
 use larmor_ingest::kafka::{KafkaConfig, TopicsConfig};
 use larmor_ingest::trust::TrustConfig;
-use serde::Deserialize;
+use larmor_stage::WhenFull;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LarmorConfig {
     pub kafka: KafkaConfig,
@@ -26,15 +27,15 @@ pub struct LarmorConfig {
 }
 
 /// Where the device registry lives.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Path of the registry TOML. Unset: the simulated fleet is enrolled, and its
-    /// registry is written to `larmor-data/devices.toml` for reference.
+    /// registry is written to `devices.toml` in the data directory for reference.
     pub path: Option<PathBuf>,
     /// How often a running pipeline checks the registry file for changes: a
     /// revocation, enrolment or new key takes effect within this time, without a restart.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub watch_interval: std::time::Duration,
 }
 
@@ -48,7 +49,7 @@ impl Default for RegistryConfig {
 }
 
 /// The built-in fleet simulator that `larmor run` starts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorConfig {
     /// Start the simulator inside `larmor run` (on by default, for the embedded demo).
@@ -57,7 +58,7 @@ pub struct SimulatorConfig {
     /// Samples per second per machine and stream.
     pub rate_hz: f64,
     /// How often each machine sends a frame.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub frame_interval: Duration,
     /// Same seed, same fleet and values.
     pub seed: u64,
@@ -79,7 +80,7 @@ impl Default for SimulatorConfig {
 pub use larmor_analytics::detect::DetectConfig;
 
 /// The Prometheus endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of `/metrics`; port 0 picks a free port.
@@ -95,17 +96,27 @@ impl Default for MetricsConfig {
 }
 
 /// Behaviour of `larmor run` itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     /// How often the live summary is printed.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub summary_interval: Duration,
     /// On stop, how long to keep consuming until every produced message is read.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Bound of the queue between the detectors and alert delivery.
+    /// Frames waiting between ingest and the detectors, at most. When full,
+    /// ingest waits (detection is local work; the wait is counted in
+    /// `larmor_queue_blocked_seconds_total{queue="detect"}`).
+    pub detect_queue: usize,
+    /// Anomalies waiting for alert delivery (and, separately, for the anomalies
+    /// table), at most.
     pub alert_queue: usize,
+    /// What happens when the alert queue is full: `"drop"` the alert and count it
+    /// in `larmor_queue_dropped_total{queue="alerts"}` (ingest and detection never
+    /// wait for delivery; the anomaly is still in the anomalies table), or
+    /// `"block"` (no alert is lost, but slow delivery holds ingest back).
+    pub alert_queue_full: WhenFull,
 }
 
 impl Default for RunConfig {
@@ -113,7 +124,9 @@ impl Default for RunConfig {
         RunConfig {
             summary_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            detect_queue: 4096,
             alert_queue: 1024,
+            alert_queue_full: WhenFull::Drop,
         }
     }
 }
@@ -143,35 +156,49 @@ mod tests {
     fn example_file_parses_and_matches_the_defaults() {
         let text = include_str!("../../larmor.example.toml");
         let c = LarmorConfig::parse(text).unwrap();
-        let d = LarmorConfig::default();
-        assert_eq!(c.kafka.group_id, d.kafka.group_id);
-        assert_eq!(c.topics.temperature, d.topics.temperature);
-        assert_eq!(c.topics.dlq, d.topics.dlq);
-        assert_eq!(c.topics.partitions, d.topics.partitions);
-        assert_eq!(c.archive.path, d.archive.path);
-        assert_eq!(c.archive.max_buffered_rows, d.archive.max_buffered_rows);
-        assert_eq!(c.archive.max_buffer_age, d.archive.max_buffer_age);
-        assert_eq!(c.simulator.machines, d.simulator.machines);
-        assert_eq!(c.simulator.rate_hz, d.simulator.rate_hz);
-        assert_eq!(c.alerts.outbox, d.alerts.outbox);
-        assert_eq!(c.trust.require_signatures, d.trust.require_signatures);
-        assert_eq!(c.trust.max_clock_skew, d.trust.max_clock_skew);
-        assert_eq!(c.trust.max_lateness, d.trust.max_lateness);
-        assert_eq!(c.alerts.dedup_window, d.alerts.dedup_window);
-        assert_eq!(c.metrics.listen, d.metrics.listen);
-        assert_eq!(c.run.summary_interval, d.run.summary_interval);
+        // Every field of every section, so the example cannot drift from the code.
+        assert_eq!(c, LarmorConfig::default());
         assert!(c.embedded());
-        let (cd, dd) = (&c.detect, &d.detect);
-        assert_eq!(cd.threshold.clear_after, dd.threshold.clear_after);
-        assert!(cd.threshold.limits.is_empty());
-        assert_eq!(cd.robust, dd.robust);
-        assert_eq!(cd.drift, dd.drift);
-        assert_eq!(cd.rate, dd.rate);
-        assert_eq!(cd.sensor_fault, dd.sensor_fault);
-        assert_eq!(cd.multivariate, dd.multivariate);
-        assert_eq!(cd.vibration, dd.vibration);
-        assert_eq!(cd.warm_up, dd.warm_up);
-        larmor_analytics::DetectorSet::from_config(cd).expect("the example's detectors build");
+        larmor_analytics::DetectorSet::from_config(&c.detect).expect("the example's detectors build");
+    }
+
+    /// The dotted paths of every key in a TOML table (`archive.path`, ...).
+    fn keys(table: &toml::Table, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) if !t.is_empty() => keys(t, &path, out),
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_is_in_the_example_file_and_nothing_else() {
+        // Equal values alone would not notice a setting missing from the example
+        // (its default fills in): compare the keys too, both ways.
+        let text = include_str!("../../larmor.example.toml");
+        let example: toml::Table = toml::from_str(text).unwrap();
+        let defaults = toml::Table::try_from(LarmorConfig::default()).unwrap();
+        let (mut want, mut have) = (Default::default(), Default::default());
+        keys(&defaults, "", &mut want);
+        keys(&example, "", &mut have);
+        let missing: Vec<_> = want.difference(&have).collect();
+        let extra: Vec<_> = have.difference(&want).collect();
+        assert!(
+            missing.is_empty(),
+            "settings missing from larmor.example.toml: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "keys in larmor.example.toml the code does not have: {extra:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The `larmor` command's library half: configuration, the pipeline wiring of
-//! `larmor run`, and the `/metrics` endpoint. `main.rs` only parses arguments.
+//! The `larmor` command's library half: configuration, the topology of
+//! `larmor run`, the simulated fleet's identities and the `/metrics` endpoint.
+//! `main.rs` only parses arguments.
 
 pub mod config;
 pub mod metrics_http;
-pub mod pipeline;
+pub mod simulated;
+pub mod topology;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use larmor::pipeline::{simulated_enrolment, simulated_keys};
+use larmor::simulated::{simulated_enrolment, simulated_keys};
 use larmor_datasets::live::{LiveConfig, LiveFleet};
 use larmor_datasets::{Fleet, Simulator, Tally};
 use larmor_ingest::dlq::HEADER_REASON;
@@ -362,7 +362,7 @@ async fn a_stalled_instance_that_wakes_up_is_fenced_off_its_old_partitions() {
         let last = log
             .lines()
             .rev()
-            .find(|l| l.contains("larmor_ingest::source: assigned") || l.contains("revoking"));
+            .find(|l| l.contains("larmor_ingest::source::rebalance: assigned") || l.contains("revoking"));
         if last.is_some_and(assigns_every_partition) {
             break;
         }

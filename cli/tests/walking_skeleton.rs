@@ -4,7 +4,7 @@
 mod support;
 
 use larmor::config::LarmorConfig;
-use larmor::pipeline::Pipeline;
+use larmor::topology::Topology;
 use larmor_ingest::dlq::HEADER_REASON;
 use larmor_ingest::publish::FramePublisher;
 use larmor_ingest::{ChannelId, Stream};
@@ -52,7 +52,7 @@ async fn whole_slice_on_the_embedded_cluster() {
     cfg.simulator.machines = 20;
     cfg.simulator.rate_hz = 20.0;
     cfg.simulator.frame_interval = Duration::from_millis(200);
-    let mut p = tokio::task::block_in_place(|| Pipeline::start(cfg)).unwrap();
+    let mut p = Topology::start(cfg).await.unwrap();
 
     // Faults injected through the simulator, so they are ordinary signed-and-sequenced frames.
     let helium = ChannelId::from_name("helium_level_pct").unwrap();
@@ -196,4 +196,29 @@ async fn whole_slice_on_the_embedded_cluster() {
         (admin.len() + 1) as f64,
         "admin notices + one maker notice"
     );
+
+    // 6. The exported metric families are exactly the ones `larmor-metrics` lists:
+    // renaming a metric in one place only breaks this.
+    let exported: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let listed: std::collections::BTreeSet<&str> = larmor_metrics::ALL.iter().map(|m| m.name).collect();
+    assert_eq!(exported, listed, "exported vs listed in larmor-metrics");
+    for m in larmor_metrics::ALL {
+        assert!(
+            text.contains(&format!(
+                "# TYPE {} {}",
+                m.name,
+                match m.kind {
+                    larmor_metrics::Kind::Counter => "counter",
+                    larmor_metrics::Kind::Gauge => "gauge",
+                    larmor_metrics::Kind::Histogram => "histogram",
+                }
+            )),
+            "{} is exported with another type",
+            m.name
+        );
+    }
 }

@@ -23,7 +23,10 @@ use crate::time::{DAY_MS, SECOND_MS, format_date, parse_date};
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::record_batch::RecordBatch;
-use larmor_ingest::archive::{partition_dir, schema, write_durably};
+use larmor_datadir::durable::write_parquet_file;
+use larmor_datadir::naming;
+use larmor_datadir::schema::readings as schema;
+use larmor_ingest::archive::parquet_settings;
 use larmor_ingest::{CATALOG, DeviceRegistry, Stream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -539,17 +542,21 @@ fn simulate_group(
 /// Builds one archive file and writes it durably.
 fn write_job(config: &BackfillConfig, mut job: FileJob, stats: &mut WorkerStats) -> Result<(), BackfillError> {
     let clock = Instant::now();
-    let dir = config.out.join("archive").join(partition_dir(job.day, job.stream));
-    let name = format!("part-backfill-{:04}.parquet", job.group);
+    let dir = config
+        .out
+        .join("archive")
+        .join(naming::archive_partition(job.day, job.stream.as_str()));
+    let name = naming::backfill_file(job.group);
     let rows = job.columns.ts.len() as u64;
     let batch = job.columns.take_batch(&job.ids).map_err(|e| BackfillError::Io {
         path: dir.join(&name),
         error: std::io::Error::other(e),
     })?;
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    write_durably(&dir, &name, &batch, config.zstd_level).map_err(io(&dir.join(&name)))?;
+    let bytes = write_parquet_file(&dir.join(&name), &batch, &parquet_settings(config.zstd_level))
+        .map_err(io(&dir.join(&name)))?;
     stats.files += 1;
-    stats.bytes += std::fs::metadata(dir.join(&name)).map(|m| m.len()).unwrap_or(0);
+    stats.bytes += bytes;
     stats.readings_by_stream[job.stream.index()] += rows;
     stats.write_time += clock.elapsed();
     Ok(())

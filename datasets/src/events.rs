@@ -5,43 +5,12 @@
 use crate::scenario::Event;
 use crate::time::format_iso;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Columns of the events table, in order.
-pub const COLUMNS: [&str; 11] = [
-    "event_id",
-    "machine_id",
-    "kind",
-    "mode",
-    "channel",
-    "stream",
-    "onset",
-    "downtime_start",
-    "repair_end",
-    "planned",
-    "detail",
-];
-
-/// Arrow schema of `events.parquet`.
-pub fn schema() -> SchemaRef {
-    let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("event_id", DataType::UInt32, false),
-        Field::new("machine_id", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("mode", DataType::Utf8, false),
-        Field::new("channel", DataType::Utf8, true),
-        Field::new("stream", DataType::Utf8, true),
-        Field::new("onset", ts(), false),
-        Field::new("downtime_start", ts(), true),
-        Field::new("repair_end", ts(), false),
-        Field::new("planned", DataType::Boolean, false),
-        Field::new("detail", DataType::Utf8, false),
-    ]))
-}
+/// Arrow schema of `events.parquet` (defined with every other table's in `larmor_datadir`).
+pub use larmor_datadir::schema::events as schema;
 
 /// Appends one CSV row (RFC 4180 quoting where needed).
 pub fn push_csv_row<S: AsRef<str>>(out: &mut String, fields: &[S]) {
@@ -63,7 +32,7 @@ pub fn push_csv_row<S: AsRef<str>>(out: &mut String, fields: &[S]) {
 
 /// `events.csv`; event ids count from 1 in table order.
 pub fn to_csv(events: &[Event]) -> String {
-    let mut out = COLUMNS.join(",");
+    let mut out = larmor_datadir::schema::column_names(&schema()).join(",");
     out.push('\n');
     for (i, e) in events.iter().enumerate() {
         let row = [
@@ -109,9 +78,10 @@ pub fn to_batch(events: &[Event]) -> datafusion::arrow::error::Result<RecordBatc
 
 /// Writes `events.csv` and `events.parquet` into `dir`.
 pub fn write(dir: &Path, events: &[Event]) -> std::io::Result<()> {
-    std::fs::write(dir.join("events.csv"), to_csv(events))?;
+    let data = larmor_datadir::DataDir::new(dir);
+    larmor_datadir::durable::write_file(&data.events_csv(), to_csv(events).as_bytes())?;
     let batch = to_batch(events).map_err(std::io::Error::other)?;
-    // Rows are sorted by machine then event id, which is what the archive
-    // writer's sorting metadata (column 1, then column 0) declares.
-    larmor_ingest::archive::write_durably(dir, "events.parquet", &batch, 3)
+    // Rows are sorted by machine (column 1), then event id (column 0).
+    let settings = larmor_datadir::durable::ParquetSettings::new(3).sorted_by(&[1, 0]);
+    larmor_datadir::durable::write_parquet_file(&data.events(), &batch, &settings).map(|_| ())
 }

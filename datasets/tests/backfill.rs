@@ -115,7 +115,7 @@ async fn the_archive_is_the_ingest_layout_and_sql_reads_every_row() {
     )
     .unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
-    assert_eq!(reader.schema().as_ref(), larmor_ingest::archive::schema().as_ref());
+    assert_eq!(reader.schema().as_ref(), larmor_datadir::schema::readings().as_ref());
     let mut rows = Vec::new();
     for b in reader.build().unwrap() {
         let b = b.unwrap();

@@ -5,13 +5,13 @@
 use datafusion::arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use larmor_datadir::naming::archive_partition;
 use larmor_datasets::fleet::{machines_csv, service_history_csv};
 use larmor_datasets::ical::calendar;
 use larmor_datasets::modes::{FailureMode, SensorFaultKind};
 use larmor_datasets::run::MachineRun;
 use larmor_datasets::time::format_date;
 use larmor_datasets::{EventKind, events, sample};
-use larmor_ingest::archive::partition_dir;
 use larmor_ingest::{CATALOG, DeviceRegistry, Stream};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,7 +120,7 @@ fn the_committed_archive_is_what_the_generator_makes() {
     for day in days {
         for stream in Stream::ALL {
             let p = archive
-                .join(partition_dir(day, stream))
+                .join(archive_partition(day, stream.as_str()))
                 .join("part-backfill-0000.parquet");
             assert!(
                 p.exists(),
@@ -141,7 +141,7 @@ fn the_committed_archive_is_what_the_generator_makes() {
     assert_eq!(on_disk, files, "no other files in the archive");
     for stream in Stream::ALL {
         let p = archive
-            .join(partition_dir(check_day, stream))
+            .join(archive_partition(check_day, stream.as_str()))
             .join("part-backfill-0000.parquet");
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
             .unwrap()

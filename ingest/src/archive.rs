@@ -9,21 +9,21 @@
 use crate::channels::{ChannelId, Stream};
 use crate::wire::Frame;
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::SortingColumn;
-use datafusion::parquet::file::properties::WriterProperties;
-use serde::Deserialize;
+use larmor_datadir::DataDir;
+use larmor_datadir::durable::{self, ParquetSettings};
+use larmor_datadir::naming::{self, sanitize_id};
+use larmor_datadir::schema::readings as readings_schema;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where and how readings are archived.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiveConfig {
     /// Root directory of the archive.
@@ -31,7 +31,7 @@ pub struct ArchiveConfig {
     /// Flush (and roll to new files) once this many readings are buffered.
     pub max_buffered_rows: usize,
     /// Flush at least this often, so offsets are committed regularly.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub max_buffer_age: Duration,
     /// zstd level, 1 (fast) to 22 (small).
     pub zstd_level: i32,
@@ -43,41 +43,13 @@ pub struct ArchiveConfig {
 impl Default for ArchiveConfig {
     fn default() -> Self {
         ArchiveConfig {
-            path: PathBuf::from("larmor-data/archive"),
+            path: DataDir::default().archive().to_path_buf(),
             max_buffered_rows: 2_000_000,
             max_buffer_age: Duration::from_secs(5),
             zstd_level: 3,
             writer_id: None,
         }
     }
-}
-
-/// `"5s"`-style durations in config files.
-pub mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// The archive's Arrow schema (partition columns `date` and `stream` come from the path).
-pub fn schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("machine_id", DataType::Utf8, false),
-            Field::new("channel", DataType::Utf8, false),
-            Field::new("value", DataType::Float64, false),
-        ]))
-    })
-    .clone()
 }
 
 #[derive(Default)]
@@ -115,12 +87,6 @@ pub fn default_writer_id() -> String {
     sanitize_id(&format!("{}-{}", host.trim(), std::process::id()))
 }
 
-pub fn sanitize_id(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-        .collect()
-}
-
 /// Buffers readings per partition and writes them as Parquet files.
 pub struct ArchiveWriter {
     root: PathBuf,
@@ -153,7 +119,7 @@ impl ArchiveWriter {
             buffered: 0,
             oldest: None,
             // Unique per writer and run, so several instances can share one archive.
-            file_prefix: format!("part-{writer}-{now_ms}"),
+            file_prefix: naming::archive_run_prefix(&writer, now_ms),
             writer,
             file_seq: 0,
         })
@@ -175,7 +141,7 @@ impl ArchiveWriter {
             }
         };
         for s in &frame.samples {
-            let day = s.ts_ms.div_euclid(86_400_000);
+            let day = naming::day_of(s.ts_ms);
             let buf = self.buffers.entry((day, frame.stream)).or_default();
             for &(c, v) in &s.values {
                 buf.ts.push(s.ts_ms);
@@ -227,7 +193,7 @@ impl ArchiveWriter {
             if buf.ts.is_empty() {
                 continue;
             }
-            let name = format!("{}-{:06}.parquet", self.file_prefix, self.file_seq);
+            let name = naming::archive_file(&self.file_prefix, self.file_seq);
             self.file_seq += 1;
             parts.push(FlushPart { key, buf, name });
         }
@@ -275,11 +241,7 @@ pub fn publish(root: &Path, staged: &[StagedFile]) -> std::io::Result<FlushStats
     let mut stats = FlushStats::default();
     for f in staged {
         let fin = root.join(&f.rel_path);
-        let name = fin
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        crate::manifest::publish_one(&fin.with_file_name(crate::manifest::temp_name(&name)), &fin)?;
+        durable::publish(&naming::temp_path(&fin), &fin)?;
         stats.files += 1;
         stats.rows += f.rows;
         stats.rows_by_stream[f.stream.index()] += f.rows;
@@ -322,10 +284,10 @@ impl Flush {
     pub fn stage(&self) -> std::io::Result<Vec<StagedFile>> {
         let rank = self.machine_ranks();
         let write = |part: &FlushPart| -> std::io::Result<StagedFile> {
-            let rel_dir = partition_dir(part.key.0, part.key.1);
+            let rel_dir = naming::archive_partition(part.key.0, part.key.1.as_str());
             let dir = self.root.join(&rel_dir);
             std::fs::create_dir_all(&dir)?;
-            let rows = self.write_part(&dir.join(crate::manifest::temp_name(&part.name)), &part.buf, &rank)?;
+            let rows = self.write_part(&dir.join(naming::temp_name(&part.name)), &part.buf, &rank)?;
             Ok(StagedFile {
                 rel_path: format!("{rel_dir}/{}", part.name),
                 rows,
@@ -414,7 +376,7 @@ impl Flush {
         let channel = StringArray::from_iter_values(order.iter().map(|&i| ChannelId(buf.channel[i as usize]).name()));
         let value = Float64Array::from_iter_values(order.iter().map(|&i| buf.value[i as usize]));
         let cols: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(machine), Arc::new(channel), Arc::new(value)];
-        RecordBatch::try_new(schema(), cols)
+        RecordBatch::try_new(readings_schema(), cols)
     }
 
     /// Writes one partition's rows, sorted, to `path` as Parquet and fsyncs it. The
@@ -425,8 +387,12 @@ impl Flush {
         const SLICE: usize = 64 * 1024;
         let order = Self::archive_order(buf, rank);
         let file = File::create(path)?;
-        let mut w = ArrowWriter::try_new(file, schema(), Some(writer_properties(self.zstd_level)?))
-            .map_err(std::io::Error::other)?;
+        let mut w = ArrowWriter::try_new(
+            file,
+            readings_schema(),
+            Some(parquet_settings(self.zstd_level).writer_properties()?),
+        )
+        .map_err(std::io::Error::other)?;
         for slice in order.chunks(SLICE) {
             let batch = self.to_batch(buf, slice).map_err(std::io::Error::other)?;
             w.write(&batch).map_err(std::io::Error::other)?;
@@ -437,58 +403,16 @@ impl Flush {
     }
 }
 
-/// `date=YYYY-MM-DD/stream=<stream>` for a UTC day number.
-pub fn partition_dir(day: i64, stream: Stream) -> String {
-    let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "1970-01-01".into());
-    format!("date={date}/stream={stream}")
-}
-
-fn writer_properties(zstd_level: i32) -> std::io::Result<WriterProperties> {
-    let level = ZstdLevel::try_new(zstd_level).map_err(std::io::Error::other)?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_dictionary_enabled(true)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .set_sorting_columns(Some(vec![
-            SortingColumn {
-                column_idx: 1,
-                descending: false,
-                nulls_first: false,
-            },
-            SortingColumn {
-                column_idx: 0,
-                descending: false,
-                nulls_first: false,
-            },
-        ]))
-        .build())
-}
-
-/// Writes `batch` to `path` as Parquet and fsyncs it.
-pub fn write_parquet(path: &Path, batch: &RecordBatch, zstd_level: i32) -> std::io::Result<()> {
-    let file = File::create(path)?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(zstd_level)?))
-        .map_err(std::io::Error::other)?;
-    w.write(batch).map_err(std::io::Error::other)?;
-    let file = w.into_inner().map_err(std::io::Error::other)?;
-    file.sync_all()
-}
-
-/// Writes `batch` as `dir/name`: temporary file, fsync, rename, fsync of the directory.
-pub fn write_durably(dir: &Path, name: &str, batch: &RecordBatch, zstd_level: i32) -> std::io::Result<()> {
-    let tmp = dir.join(crate::manifest::temp_name(name));
-    write_parquet(&tmp, batch, zstd_level)?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+/// How archive files are written: sorted by machine (column 1), then time (column 0).
+pub fn parquet_settings(zstd_level: i32) -> ParquetSettings {
+    ParquetSettings::new(zstd_level).sorted_by(&[1, 0])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::basic::Compression;
 
     #[test]
     fn writes_partitioned_sorted_zstd_files() {
@@ -580,11 +504,11 @@ mod tests {
         assert!(rows.len() > 2 * 64 * 1024, "several slices");
         let staged = w.stage().unwrap();
         assert_eq!(staged.len(), 1);
-        let got = std::fs::read(dir.path().join(temp_path_of(&staged[0].rel_path))).unwrap();
+        let got = std::fs::read(naming::temp_path(&dir.path().join(&staged[0].rel_path))).unwrap();
 
         rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let batch = RecordBatch::try_new(
-            schema(),
+            readings_schema(),
             vec![
                 Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1)).with_timezone("UTC")),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
@@ -594,16 +518,10 @@ mod tests {
         )
         .unwrap();
         let want_path = dir.path().join("want.parquet");
-        write_parquet(&want_path, &batch, 3).unwrap();
+        durable::write_parquet(&want_path, [&batch], readings_schema(), &parquet_settings(3)).unwrap();
         assert!(
             got == std::fs::read(&want_path).unwrap(),
             "same bytes as one sorted batch"
         );
-    }
-
-    fn temp_path_of(rel: &str) -> std::path::PathBuf {
-        let p = std::path::PathBuf::from(rel);
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        p.with_file_name(crate::manifest::temp_name(&name))
     }
 }

@@ -3,12 +3,14 @@
 //! manifest commit (new file in, old files out), so a crash at any point leaves
 //! either the old files or the new one, never both.
 
-use crate::archive::{schema, write_parquet};
-use crate::manifest::{Ledger, Manifest, publish_one, remove_replaced, temp_name};
+use crate::archive::parquet_settings;
+use crate::ledger::{Ledger, Manifest, remove_replaced};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use larmor_datadir::naming::{self, temp_name};
+use larmor_datadir::{durable, schema};
 use std::path::{Path, PathBuf};
 
 /// What compaction did.
@@ -18,28 +20,6 @@ pub struct CompactReport {
     pub files_before: usize,
     pub files_after: usize,
     pub rows: usize,
-}
-
-fn partitions(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for date in std::fs::read_dir(root)? {
-        let date = date?.path();
-        if !date.is_dir()
-            || !date
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("date="))
-        {
-            continue;
-        }
-        for stream in std::fs::read_dir(&date)? {
-            let stream = stream?.path();
-            if stream.is_dir() {
-                out.push(stream);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 fn read_all(files: &[PathBuf]) -> std::io::Result<Vec<RecordBatch>> {
@@ -60,12 +40,12 @@ pub fn compact(root: &Path, min_files: usize, zstd_level: i32) -> std::io::Resul
     let writer = format!("compact-{}", std::process::id());
     let mut ledger = Ledger::open(root, &writer)?;
     let mut report = CompactReport::default();
-    for dir in partitions(root)? {
+    for dir in naming::archive_partitions(root)? {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension().is_some_and(|e| e == "parquet")
-                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                p.file_name()
+                    .is_some_and(|n| naming::is_data_file(&n.to_string_lossy()))
             })
             .collect();
         files.sort();
@@ -73,7 +53,7 @@ pub fn compact(root: &Path, min_files: usize, zstd_level: i32) -> std::io::Resul
             continue;
         }
         let batches = read_all(&files)?;
-        let merged = concat_batches(&schema(), &batches).map_err(std::io::Error::other)?;
+        let merged = concat_batches(&schema::readings(), &batches).map_err(std::io::Error::other)?;
         // Same order as the writer: machine, then time, then channel.
         let sort = |i: usize| SortColumn {
             values: merged.column(i).clone(),
@@ -88,8 +68,13 @@ pub fn compact(root: &Path, min_files: usize, zstd_level: i32) -> std::io::Resul
             .map_err(std::io::Error::other)?
             .to_string_lossy()
             .into_owned();
-        let name = format!("part-{writer}-{}.parquet", chrono::Utc::now().timestamp_millis());
-        write_parquet(&dir.join(temp_name(&name)), &sorted, zstd_level)?;
+        let name = naming::compacted_file(&writer, chrono::Utc::now().timestamp_millis());
+        durable::write_parquet(
+            &dir.join(temp_name(&name)),
+            [&sorted],
+            schema::readings(),
+            &parquet_settings(zstd_level),
+        )?;
         let rel = |p: &Path| format!("{rel_dir}/{}", p.file_name().unwrap_or_default().to_string_lossy());
         let manifest = Manifest {
             writer: writer.clone(),
@@ -99,7 +84,7 @@ pub fn compact(root: &Path, min_files: usize, zstd_level: i32) -> std::io::Resul
             ..Default::default()
         };
         ledger.commit(&manifest)?;
-        publish_one(&dir.join(temp_name(&name)), &dir.join(&name))?;
+        durable::publish(&dir.join(temp_name(&name)), &dir.join(&name))?;
         remove_replaced(root, &manifest.removes)?;
         report.partitions += 1;
         report.files_before += files.len();
@@ -140,7 +125,7 @@ mod tests {
     fn dump(root: &Path) -> (Vec<String>, usize) {
         let mut rows = Vec::new();
         let mut files = 0;
-        for dir in partitions(root).unwrap() {
+        for dir in naming::archive_partitions(root).unwrap() {
             for e in std::fs::read_dir(&dir).unwrap() {
                 let p = e.unwrap().path();
                 if p.extension().is_some_and(|e| e == "parquet") {
@@ -192,7 +177,7 @@ mod tests {
         assert_eq!(files_after, 1);
         assert_eq!(before, after, "the same rows, bit for bit");
         // sorted by machine inside the new file
-        let part = partitions(dir.path()).unwrap().remove(0);
+        let part = naming::archive_partitions(dir.path()).unwrap().remove(0);
         let f = std::fs::read_dir(&part)
             .unwrap()
             .map(|e| e.unwrap().path())

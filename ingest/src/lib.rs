@@ -1,13 +1,13 @@
 //! Larmor ingest: everything that enters the system. It owns the wire format
 //! and channel catalogue, the device registry, the Kafka source with its
-//! dead-letter queue, and the Parquet archive writer.
+//! dead-letter queue, the Parquet archive writer and the archive's ledger.
 
 pub mod archive;
 pub mod channels;
 pub mod compact;
 pub mod dlq;
 pub mod kafka;
-pub mod manifest;
+pub mod ledger;
 pub mod metrics;
 pub mod publish;
 pub mod registry;

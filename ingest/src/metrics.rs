@@ -1,7 +1,7 @@
-//! Prometheus metrics owned by ingest. Registered in the registry the caller
-//! serves on `/metrics`.
+//! The handles of ingest's Prometheus metrics (defined in `larmor-metrics`),
+//! registered in the registry the caller serves on `/metrics`.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Registry};
 
 /// Counters for everything that enters Larmor.
 #[derive(Clone)]
@@ -20,56 +20,18 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        use larmor_metrics as defs;
         let m = IngestMetrics {
-            frames: IntCounterVec::new(
-                Opts::new("larmor_ingest_frames_total", "Frames accepted from Kafka"),
-                &["stream"],
-            )?,
-            readings: IntCounterVec::new(
-                Opts::new("larmor_ingest_readings_total", "Readings accepted from Kafka"),
-                &["stream"],
-            )?,
-            archived: IntCounterVec::new(
-                Opts::new(
-                    "larmor_archive_readings_total",
-                    "Readings durably written to the Parquet archive",
-                ),
-                &["stream"],
-            )?,
-            archive_files: IntCounter::new("larmor_archive_files_total", "Parquet files written")?,
-            dead_letters: IntCounterVec::new(
-                Opts::new("larmor_dlq_messages_total", "Messages sent to the dead-letter topic"),
-                &["reason"],
-            )?,
-            commits: IntCounter::new(
-                "larmor_kafka_commits_total",
-                "Offset commits after durable archive writes",
-            )?,
-            consumer_errors: IntCounter::new(
-                "larmor_kafka_consumer_errors_total",
-                "Errors reported by the Kafka consumer",
-            )?,
-            duplicates_skipped: IntCounter::new(
-                "larmor_ingest_duplicates_skipped_total",
-                "Messages skipped because the archive already holds them (redelivery after a crash or rebalance)",
-            )?,
-            registry_reloads: IntCounterVec::new(
-                Opts::new(
-                    "larmor_registry_reloads_total",
-                    "Device registry reloads after the file changed, by result (error: the file could not be read or parsed; the previous registry stays in force)",
-                ),
-                &["result"],
-            )?,
+            frames: defs::INGEST_FRAMES.int_counter_vec(r)?,
+            readings: defs::INGEST_READINGS.int_counter_vec(r)?,
+            archived: defs::ARCHIVE_READINGS.int_counter_vec(r)?,
+            archive_files: defs::ARCHIVE_FILES.int_counter(r)?,
+            dead_letters: defs::DLQ_MESSAGES.int_counter_vec(r)?,
+            commits: defs::KAFKA_COMMITS.int_counter(r)?,
+            consumer_errors: defs::KAFKA_CONSUMER_ERRORS.int_counter(r)?,
+            duplicates_skipped: defs::INGEST_DUPLICATES_SKIPPED.int_counter(r)?,
+            registry_reloads: defs::REGISTRY_RELOADS.int_counter_vec(r)?,
         };
-        r.register(Box::new(m.frames.clone()))?;
-        r.register(Box::new(m.readings.clone()))?;
-        r.register(Box::new(m.archived.clone()))?;
-        r.register(Box::new(m.archive_files.clone()))?;
-        r.register(Box::new(m.dead_letters.clone()))?;
-        r.register(Box::new(m.commits.clone()))?;
-        r.register(Box::new(m.consumer_errors.clone()))?;
-        r.register(Box::new(m.duplicates_skipped.clone()))?;
-        r.register(Box::new(m.registry_reloads.clone()))?;
         for result in ["ok", "error"] {
             m.registry_reloads.with_label_values(&[result]);
         }

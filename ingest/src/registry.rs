@@ -77,25 +77,11 @@ impl DeviceRegistry {
         .expect("registry serializes")
     }
 
-    /// Writes the registry atomically (a reader never sees half a file).
+    /// Writes the registry durably and whole (a running pipeline reloads the file
+    /// when it changes, and a revocation must survive a power cut), keeping the
+    /// file's permissions so whoever could read it (ingest) still can.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        // Durable and whole: a running pipeline reloads the file when it changes, and a
-        // revocation must survive a power cut.
-        use std::io::Write;
-        let tmp = path.with_extension("toml.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        // Keep the file's permissions, so whoever could read it (ingest) still can.
-        if let Ok(m) = std::fs::metadata(path) {
-            f.set_permissions(m.permissions())?;
-        }
-        f.write_all(self.to_toml().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)?.sync_all()
+        larmor_datadir::durable::write_file(path, self.to_toml().as_bytes())
     }
 
     /// Adds a device; refuses a machine id that is already enrolled.
@@ -147,20 +133,20 @@ impl DeviceRegistry {
 /// checks, alert routing). A reload swaps the whole registry at once, so a reader
 /// never sees half of one file and half of another.
 #[derive(Clone, Debug)]
-pub struct SharedRegistry(std::sync::Arc<std::sync::RwLock<std::sync::Arc<DeviceRegistry>>>);
+pub struct SharedRegistry(std::sync::Arc<arc_swap::ArcSwap<DeviceRegistry>>);
 
 impl SharedRegistry {
     pub fn new(registry: std::sync::Arc<DeviceRegistry>) -> Self {
-        SharedRegistry(std::sync::Arc::new(std::sync::RwLock::new(registry)))
+        SharedRegistry(std::sync::Arc::new(arc_swap::ArcSwap::new(registry)))
     }
 
     /// The registry as it is now (a cheap handle: hold it for a batch of lookups).
     pub fn current(&self) -> std::sync::Arc<DeviceRegistry> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.load_full()
     }
 
     pub fn replace(&self, registry: std::sync::Arc<DeviceRegistry>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = registry;
+        self.0.store(registry);
     }
 }
 

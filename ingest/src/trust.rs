@@ -6,7 +6,7 @@ use crate::channels::Stream;
 use crate::registry::Device;
 use crate::wire::{Frame, Reject, RejectReason};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -67,16 +67,16 @@ impl DeviceKey {
 }
 
 /// Trust settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrustConfig {
     /// Refuse frames without a valid signature. Turn off only for a lab without keys.
     pub require_signatures: bool,
     /// How far in the future a frame's timestamps may be, against this host's clock.
-    #[serde(with = "crate::archive::humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// How old a frame may be when it arrives (gateways buffer during outages).
-    #[serde(with = "crate::archive::humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub max_lateness: Duration,
 }
 

@@ -10,19 +10,18 @@ use super::series::{
     clamp_ordered, fmt_duration, names, score, with_unit,
 };
 use super::{AnomalyKind, ConfigError};
-use larmor_ingest::archive::humantime_serde_compat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// `[detect.drift]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriftConfig {
     /// Half-life of the recent level.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub recent_half_life: Duration,
     /// Half-life of the baseline level and of its usual spread.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
     /// EWMA chart: recent level this many usual deviations from the baseline opens an episode.
     pub threshold: f64,
@@ -31,10 +30,10 @@ pub struct DriftConfig {
     /// CUSUM: accumulated excess (deviations × recent time constants) that opens an episode.
     pub cusum_limit: f64,
     /// No score before a series has this much history.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub warm_up: Duration,
     /// A level away from the baseline this long becomes the new baseline (after a repair, say).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
     pub confirm: u32,
     pub clear_after: u32,

@@ -19,7 +19,6 @@ pub mod warm;
 #[cfg(test)]
 mod testing;
 
-use larmor_ingest::archive::humantime_serde_compat;
 use larmor_ingest::{ChannelId, Frame, Stream};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -153,17 +152,26 @@ impl DetectorSet {
     /// Learns baselines from past frames (oldest first, per machine) without
     /// reporting anything; returns the readings seen. See [`warm::from_archive`].
     pub fn warm_up(&mut self, frames: impl IntoIterator<Item = Frame>) -> u64 {
-        let mut scratch = Vec::new();
         let mut readings = 0;
         for f in frames {
             readings += f.reading_count() as u64;
-            self.observe(&f, &mut scratch);
-            scratch.clear();
+            self.learn(&f);
         }
+        self.end_warm_up();
+        readings
+    }
+
+    /// Learns from one past frame, reporting nothing (a warm-up step).
+    pub fn learn(&mut self, frame: &Frame) {
+        let mut ignored = Vec::new();
+        self.observe(frame, &mut ignored);
+    }
+
+    /// Ends a warm-up: forget what depends on the sampling rate before live data.
+    pub fn end_warm_up(&mut self) {
         for d in &mut self.detectors {
             d.end_warm_up();
         }
-        readings
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -172,7 +180,7 @@ impl DetectorSet {
 }
 
 /// The `[detect]` section: every detector's settings, each with its default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     pub threshold: threshold::ThresholdConfig,
@@ -186,14 +194,14 @@ pub struct DetectConfig {
 }
 
 /// `[detect.warm_up]`: how `larmor run` relearns baselines from the archive at start-up.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmUpConfig {
     /// How far back to read. `0s` turns the warm-up off.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Readings are averaged per machine and channel over this step (keeps the read fast).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub resolution: Duration,
 }
 

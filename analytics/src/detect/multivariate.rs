@@ -13,16 +13,15 @@ use super::series::{
     score, typical, with_unit,
 };
 use super::{Anomaly, ConfigError, Detector, MachineMap, kind_of};
-use larmor_ingest::archive::humantime_serde_compat;
 use larmor_ingest::{ChannelId, Frame, Stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Largest group.
 pub const MAX_DIM: usize = 4;
 
 /// `[detect.multivariate]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MultivariateConfig {
     /// Groups of 2 to 4 related channels, each on one stream. The first channel
@@ -30,18 +29,18 @@ pub struct MultivariateConfig {
     /// the others predict for it.
     pub groups: Vec<Vec<String>>,
     /// Each channel is smoothed (EWMA half-life) before the distance: the relation, not the noise.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub smoothing: Duration,
     /// Half-life of the learnt mean and covariance.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
     /// Mahalanobis distance that opens an episode.
     pub threshold: f64,
     /// No score before a group has this much history.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub warm_up: Duration,
     /// A relation broken this long becomes the new normal.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
     pub confirm: u32,
     pub clear_after: u32,

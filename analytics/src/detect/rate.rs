@@ -8,29 +8,28 @@ use super::series::{
     channel_mask, fmt_duration, names, score, with_unit,
 };
 use super::{AnomalyKind, ConfigError};
-use larmor_ingest::archive::humantime_serde_compat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
 /// `[detect.rate]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateConfig {
     /// Smoothing before the slope is taken (half-life of the faster EWMA; the slower has twice it).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub smoothing: Duration,
     /// Half-life of the usual slope and its spread.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
     /// Slope this many usual deviations from the usual slope opens an episode.
     pub threshold: f64,
     /// No score before a series has this much history.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub warm_up: Duration,
     /// Slopes away from the usual this long become the usual.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
     pub confirm: u32,
     pub clear_after: u32,

@@ -7,10 +7,10 @@ use super::series::{
     Debounce, Kernel, Resolution, SeriesDetector, channel_mask, div_exact, exact_reciprocal, names, with_unit,
 };
 use super::{AnomalyKind, ConfigError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[detect.robust]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RobustConfig {
     /// Readings in the sliding window (its median and MAD are the baseline).

@@ -17,26 +17,25 @@
 
 use super::series::{Debounce, Decay, Episode, EwStats, Kernel, WarmUp, channel_mask, fmt_duration, score, with_unit};
 use super::{Anomaly, AnomalyKind, ConfigError, Detector, MachineMap};
-use larmor_ingest::archive::humantime_serde_compat;
 use larmor_ingest::{CATALOG, ChannelId, Frame, Stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// `[detect.sensor_fault]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SensorFaultConfig {
     /// Stuck: at least this many identical readings in a row...
     pub stuck_min_readings: u32,
     /// ...lasting at least this long...
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub stuck_min_duration: Duration,
     /// ...and at most this likely, given how often the series repeats a value.
     pub stuck_probability: f64,
     /// Dropout: a gap of this many usual intervals...
     pub gap_factor: f64,
     /// ...and at least this long.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub min_gap: Duration,
     /// Readings a series needs before it is judged.
     pub warm_up_readings: u32,

@@ -4,11 +4,11 @@
 
 use super::{Anomaly, Detector, MachineMap, kind_of};
 use larmor_ingest::{CATALOG, ChannelId, Frame};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Alarm limits of one channel; either side may be absent.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub low: Option<f64>,
@@ -16,7 +16,7 @@ pub struct Limits {
 }
 
 /// Settings of the threshold detector.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThresholdConfig {
     /// In-range samples needed to end an episode.

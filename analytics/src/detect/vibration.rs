@@ -8,30 +8,29 @@ use super::series::{
     fmt_duration, names, score, with_unit,
 };
 use super::{AnomalyKind, ConfigError};
-use larmor_ingest::archive::humantime_serde_compat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// 20 / ln 10: natural log of an amplitude ratio to dB.
 const DB_PER_NEPER: f64 = 8.685_889_638_065_035;
 
 /// `[detect.vibration]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VibrationConfig {
     /// Smoothing of the level (EWMA half-life of its logarithm).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub smoothing: Duration,
     /// Half-life of the machine's own baseline level.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub baseline_half_life: Duration,
     /// Growth over the baseline that opens an episode, dB (20·log10 of the RMS ratio; 6 dB = twice).
     pub threshold_db: f64,
     /// No score before a series has this much history.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub warm_up: Duration,
     /// A level away from the baseline this long becomes the new baseline (a new compressor).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
     pub confirm: u32,
     pub clear_after: u32,

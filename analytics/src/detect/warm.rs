@@ -126,10 +126,9 @@ fn string_column(a: &dyn Array) -> Vec<String> {
     (0..s.len()).map(|i| s.value(i).to_string()).collect()
 }
 
-/// Warms `set` from the archive's last `config.window` before `now_ms`. Blocks;
-/// runs its query on a runtime of its own, so it can be called from anywhere
-/// (also from inside another tokio runtime). A missing archive is not an error.
-pub fn from_archive(
+/// Warms `set` from the archive's last `config.window` before `now_ms`, on the
+/// caller's runtime. A missing archive is not an error.
+pub async fn from_archive(
     set: &mut DetectorSet,
     archive: &Path,
     config: &WarmUpConfig,
@@ -140,27 +139,13 @@ pub fn from_archive(
         return Ok(WarmReport::default());
     }
     let from_ms = now_ms - config.window.as_millis() as i64;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Frame>(64);
-    let archive = archive.to_path_buf();
-    let step = config.resolution;
-    let reader = std::thread::Builder::new()
-        .name("warm-up".into())
-        .spawn(move || -> Result<u64, QueryError> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| QueryError::Format(format!("cannot start the warm-up runtime: {e}")))?;
-            rt.block_on(archive_frames(&archive, from_ms, now_ms, step, |f| {
-                let _ = tx.send(f);
-            }))
-        })
-        .map_err(|e| QueryError::Format(format!("cannot start the warm-up thread: {e}")))?;
     let mut frames = 0u64;
-    let readings = set.warm_up(rx.iter().inspect(|_| frames += 1));
-    let read = reader
-        .join()
-        .map_err(|_| QueryError::Format("the warm-up thread panicked".into()))??;
-    debug_assert_eq!(read, readings);
+    let readings = archive_frames(archive, from_ms, now_ms, config.resolution, |f| {
+        frames += 1;
+        set.learn(&f);
+    })
+    .await?;
+    set.end_warm_up();
     Ok(WarmReport {
         readings,
         frames,

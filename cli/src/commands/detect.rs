@@ -76,7 +76,7 @@ pub async fn detect(args: DetectArgs) -> anyhow::Result<()> {
             );
         }
         let r = larmor_analytics::fleet_scan::scan(archive, &cfg.detect, args.step, args.replace).await?;
-        let table = larmor_analytics::tables::DataDir::around(archive).anomalies();
+        let table = larmor_datadir::DataDir::around(archive).anomalies();
         eprintln!(
             "larmor detect: {} readings over {} days scanned in {:.1} s, {} anomalies written to {} (table `anomalies`)",
             r.readings,

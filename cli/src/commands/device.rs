@@ -79,7 +79,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
                 registry
                     .parent()
                     .unwrap_or(Path::new("."))
-                    .join(format!("{}.key", larmor_ingest::archive::sanitize_id(&machine_id)))
+                    .join(format!("{}.key", larmor_datadir::naming::sanitize_id(&machine_id)))
             });
             write_secret(&key_out, &key.to_hex())?;
             r.save(&registry)?;
@@ -98,7 +98,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
             );
         }
         DeviceCommand::SimulatedRegistry { machines, seed, out } => {
-            let devices = larmor::pipeline::simulated_enrolment(Fleet::generate(machines, seed).devices(), seed);
+            let devices = larmor::simulated::simulated_enrolment(Fleet::generate(machines, seed).devices(), seed);
             DeviceRegistry::new(devices)?.save(&out)?;
             println!(
                 "wrote the registry of {machines} simulated machines (seed {seed}) to {}",

@@ -23,8 +23,8 @@ pub async fn simulate(
     let publisher = FramePublisher::new(&cfg.kafka.client_config(&brokers)?, &cfg.topics)
         .context("cannot create a Kafka producer")?;
     let generated = Fleet::generate(machines, seed);
-    let devices = larmor::pipeline::simulated_enrolment(generated.devices(), seed);
-    let publisher = publisher.with_keys(larmor::pipeline::simulated_keys(&devices, seed));
+    let devices = larmor::simulated::simulated_enrolment(generated.devices(), seed);
+    let publisher = publisher.with_keys(larmor::simulated::simulated_keys(&devices, seed));
     let fleet = LiveFleet::new(Simulator::new(generated, seed)).with_speed(speed);
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {

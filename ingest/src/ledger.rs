@@ -13,14 +13,12 @@
 //! has archived. Claims and such commits run under an advisory file lock.
 
 use crate::channels::Stream;
+use larmor_datadir::{durable, naming};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Directory of manifests inside the archive root (not a partition: no `=` in it).
-pub const MANIFEST_DIR: &str = "_manifests";
 /// Commits between two consolidations of the ledger.
 const CONSOLIDATE_EVERY: u64 = 256;
 /// How long a claim or commit waits for the ledger lock before it fails.
@@ -68,20 +66,6 @@ pub struct Fenced {
     pub by: String,
     pub ours: u64,
     pub theirs: u64,
-}
-
-/// Hidden temporary name of a data file while it is not yet committed.
-pub fn temp_name(final_name: &str) -> String {
-    format!(".{final_name}.tmp")
-}
-
-fn temp_path(root: &Path, rel: &str) -> PathBuf {
-    let p = root.join(rel);
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    p.with_file_name(temp_name(&name))
 }
 
 /// What the manifests say has been archived.
@@ -169,7 +153,7 @@ struct LedgerLock(File);
 
 impl LedgerLock {
     fn take(dir: &Path) -> std::io::Result<LedgerLock> {
-        let path = dir.join(".lock");
+        let path = dir.join(naming::LEDGER_LOCK);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -203,16 +187,6 @@ impl Drop for LedgerLock {
     }
 }
 
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -223,7 +197,7 @@ fn now_ms() -> i64 {
 impl Ledger {
     /// Opens the ledger of `archive_root` for writer `writer`.
     pub fn open(archive_root: &Path, writer: &str) -> std::io::Result<Ledger> {
-        let dir = archive_root.join(MANIFEST_DIR);
+        let dir = archive_root.join(naming::MANIFEST_DIR);
         std::fs::create_dir_all(&dir)?;
         Ok(Ledger {
             root: archive_root.to_path_buf(),
@@ -309,9 +283,12 @@ impl Ledger {
     }
 
     fn write(&mut self, m: &Manifest) -> std::io::Result<()> {
-        let name = format!("m-{}-{}-{:08}.json", self.writer, now_ms(), self.next);
+        let name = naming::manifest_file(&self.writer, now_ms(), self.next);
         self.next += 1;
-        write_atomically(&self.dir, &name, &serde_json::to_vec(m).map_err(std::io::Error::other)?)
+        durable::write_file(
+            &self.dir.join(name),
+            &serde_json::to_vec(m).map_err(std::io::Error::other)?,
+        )
     }
 
     fn manifests(&self) -> std::io::Result<Vec<Listed>> {
@@ -405,10 +382,10 @@ impl Ledger {
         let mut s = LedgerState::default();
         for (_, m) in self.manifests()? {
             for f in &m.files {
-                let tmp = temp_path(&self.root, f);
+                let tmp = naming::temp_path(&self.root.join(f));
                 if tmp.exists() {
                     tracing::info!(file = %f, writer = %m.writer, "publishing a committed file its writer left hidden");
-                    match publish_one(&tmp, &self.root.join(f)) {
+                    match durable::publish(&tmp, &self.root.join(f)) {
                         // Its writer published it meanwhile, and a compaction already replaced it.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         r => r?,
@@ -428,15 +405,15 @@ impl Ledger {
         let mut referenced = std::collections::HashSet::new();
         for (_, m) in &manifests {
             for f in &m.files {
-                let tmp = temp_path(&self.root, f);
+                let tmp = naming::temp_path(&self.root.join(f));
                 referenced.insert(tmp.clone());
                 if tmp.exists() {
-                    publish_one(&tmp, &self.root.join(f))?;
+                    durable::publish(&tmp, &self.root.join(f))?;
                 }
             }
             remove_replaced(&self.root, &m.removes)?;
         }
-        let prefix = format!(".part-{}-", self.writer);
+        let prefix = naming::uncommitted_prefix(&self.writer);
         remove_orphans(&self.root, &prefix, &referenced, std::time::SystemTime::now())?;
         self.consolidate()?;
         self.state()
@@ -451,7 +428,7 @@ impl Ledger {
         let settled: Vec<Listed> = self
             .manifests()?
             .into_iter()
-            .filter(|(_, m)| m.files.iter().all(|f| !temp_path(&self.root, f).exists()))
+            .filter(|(_, m)| m.files.iter().all(|f| !naming::temp_path(&self.root.join(f)).exists()))
             .collect();
         if settled.len() < 2 {
             return Ok(());
@@ -484,19 +461,6 @@ pub fn remove_replaced(root: &Path, removes: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Renames a committed temporary file to its final name (idempotent).
-pub fn publish_one(tmp: &Path, fin: &Path) -> std::io::Result<()> {
-    match std::fs::rename(tmp, fin) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && fin.exists() => {} // someone else did
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = fin.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// Uncommitted files of any writer older than this were left by a crash: a live
 /// writer commits its staged files within seconds.
 const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
@@ -512,12 +476,12 @@ fn remove_orphans(
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if e.file_type()?.is_dir() {
-            if name != MANIFEST_DIR {
+            if name != naming::MANIFEST_DIR {
                 remove_orphans(&p, own_prefix, keep, now)?;
             }
             continue;
         }
-        if !(name.starts_with(".part-") && name.ends_with(".tmp")) || keep.contains(&p) {
+        if !naming::is_uncommitted(&name) || keep.contains(&p) {
             continue;
         }
         let stale = e
@@ -545,9 +509,9 @@ mod tests {
         let part = root.join("date=2025-11-28/stream=room");
         std::fs::create_dir_all(&part).unwrap();
         // w1 committed this file and died before renaming it into view.
-        std::fs::write(part.join(temp_name("part-w1-1-000001.parquet")), b"a").unwrap();
+        std::fs::write(part.join(naming::temp_name("part-w1-1-000001.parquet")), b"a").unwrap();
         // w1's next file, staged but never committed.
-        std::fs::write(part.join(temp_name("part-w1-1-000002.parquet")), b"b").unwrap();
+        std::fs::write(part.join(naming::temp_name("part-w1-1-000002.parquet")), b"b").unwrap();
         let mut m = Manifest {
             writer: "w1".into(),
             files: vec!["date=2025-11-28/stream=room/part-w1-1-000001.parquet".into()],
@@ -565,7 +529,7 @@ mod tests {
             "so the readings that commit covers must be visible"
         );
         assert!(
-            part.join(temp_name("part-w1-1-000002.parquet")).exists(),
+            part.join(naming::temp_name("part-w1-1-000002.parquet")).exists(),
             "uncommitted files stay hidden (w1's own recovery deletes them)"
         );
         assert!(!part.join("part-w1-1-000002.parquet").exists());
@@ -650,11 +614,11 @@ mod tests {
         let part = root.join("date=2025-11-28/stream=room");
         std::fs::create_dir_all(&part).unwrap();
         // committed but not yet renamed when the "crash" happened
-        std::fs::write(part.join(temp_name("part-w1-1-000001.parquet")), b"a").unwrap();
+        std::fs::write(part.join(naming::temp_name("part-w1-1-000001.parquet")), b"a").unwrap();
         // never committed
-        std::fs::write(part.join(temp_name("part-w1-1-000002.parquet")), b"b").unwrap();
+        std::fs::write(part.join(naming::temp_name("part-w1-1-000002.parquet")), b"b").unwrap();
         // another writer's in-flight file: not ours to delete
-        std::fs::write(part.join(temp_name("part-w2-1-000001.parquet")), b"c").unwrap();
+        std::fs::write(part.join(naming::temp_name("part-w2-1-000001.parquet")), b"c").unwrap();
         let mut l = Ledger::open(root, "w1").unwrap();
         let mut m = Manifest {
             writer: "w1".into(),
@@ -672,8 +636,8 @@ mod tests {
         let mut l = Ledger::open(root, "w1").unwrap();
         let s = l.recover().unwrap();
         assert_eq!(std::fs::read(part.join("part-w1-1-000001.parquet")).unwrap(), b"a");
-        assert!(!part.join(temp_name("part-w1-1-000002.parquet")).exists());
-        assert!(part.join(temp_name("part-w2-1-000001.parquet")).exists());
+        assert!(!part.join(naming::temp_name("part-w1-1-000002.parquet")).exists());
+        assert!(part.join(naming::temp_name("part-w2-1-000001.parquet")).exists());
         assert_eq!(s.offsets[&("t".to_string(), 0)], 10, "the highest offset wins");
         assert_eq!(s.offsets[&("t".to_string(), 1)], 3);
         assert_eq!(s.sequences[&("MRI-1".to_string(), Stream::Room)], 5);
