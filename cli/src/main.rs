@@ -68,7 +68,8 @@ enum Command {
     /// Generate synthetic datasets: a backfilled archive with ground-truth events.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
-    /// Run SQL over the archive; the table is `readings` (ts, machine_id, channel, value, date, stream).
+    /// Run SQL over the data directory: `readings` (ts, machine_id, channel, value, date,
+    /// stream), `archive_partitions`, `anomalies`, `alerts`, `forecasts`, `machines`, `events`.
     Query(commands::query::QueryArgs),
     /// Score any time series with the streaming detectors: a CSV (`--input`) or an
     /// archived channel (`--archive --machine --channel`); writes timestamp,value,anomaly_score.

@@ -3,8 +3,10 @@
 //! sorted by machine and time inside each file.
 //!
 //! A file becomes visible only when complete and durable: it is written under a
-//! hidden temporary name, fsynced, then renamed. Callers commit Kafka offsets
-//! only after [`ArchiveWriter::flush`] returns.
+//! hidden temporary name and fsynced ([`ArchiveWriter::stage`]), then renamed
+//! ([`ArchiveWriter::publish`]). The Kafka source commits a manifest naming the
+//! staged files and their offsets between the two (`crate::ledger`); tools
+//! without a ledger stage and publish at once ([`ArchiveWriter::flush`]).
 
 use crate::channels::{ChannelId, Stream};
 use crate::wire::Frame;
