@@ -181,6 +181,16 @@ impl Topology {
             Tee(vec![to_table, to_alerts]),
         )?;
 
+        // The simulator's publisher (made before any thread starts, so a failure leaves none running).
+        let publisher = match &fleet {
+            Some(_) => Some(
+                FramePublisher::new(&config.kafka.client_config(&brokers)?, &config.topics)?.with_keys(
+                    crate::simulated::simulated_keys(registry.devices(), config.simulator.seed),
+                ),
+            ),
+            None => None,
+        };
+
         // The source: consumes until stopped, then drains and checkpoints.
         let stop_ingest = Arc::new(AtomicBool::new(false));
         let ingest = {
@@ -192,22 +202,26 @@ impl Topology {
 
         // The simulator, publishing the fleet's signed frames to Kafka.
         let stop_simulator = Arc::new(AtomicBool::new(false));
-        let simulator = match &fleet {
-            Some(f) => {
-                let publisher = FramePublisher::new(&config.kafka.client_config(&brokers)?, &config.topics)?.with_keys(
-                    crate::simulated::simulated_keys(registry.devices(), config.simulator.seed),
-                );
+        let simulator = match (&fleet, publisher) {
+            (Some(f), Some(publisher)) => {
                 let (f, stop) = (f.clone(), stop_simulator.clone());
                 let live = LiveConfig {
                     rate_hz: config.simulator.rate_hz,
                     frame_interval: config.simulator.frame_interval,
                 };
-                Some(std::thread::Builder::new().name("simulator".into()).spawn(move || {
+                let spawned = std::thread::Builder::new().name("simulator".into()).spawn(move || {
                     f.run(&publisher, live, &stop)
                         .context("the simulator could not publish to Kafka")
-                })?)
+                });
+                match spawned {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        stop_ingest.store(true, Ordering::Relaxed);
+                        return Err(e.into());
+                    }
+                }
             }
-            None => None,
+            _ => None,
         };
 
         Ok(Topology {
@@ -249,29 +263,59 @@ impl Topology {
 
     /// Stops the stages in order: the simulator, then ingest (drained and
     /// checkpointed), then detection and the sinks, which finish what they hold.
-    /// `/metrics` and the embedded cluster stay up until the topology is dropped.
+    /// Every stage is stopped and joined even when one failed; the first failure
+    /// is returned. `/metrics` and the embedded cluster stay up until the
+    /// topology is dropped.
     pub fn stop(&mut self) -> anyhow::Result<RunReport> {
+        let mut first_error: Option<anyhow::Error> = None;
+        let mut keep = |e: anyhow::Error| {
+            tracing::error!(error = %e, "stopping");
+            first_error.get_or_insert(e);
+        };
         self.stop_simulator.store(true, Ordering::Relaxed);
-        let frames_sent = match self.threads.simulator.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| anyhow::anyhow!("the simulator thread panicked"))??,
+        let frames_sent = match self.threads.simulator.take().map(|h| h.join()) {
+            Some(Ok(Ok(n))) => n,
+            Some(Ok(Err(e))) => {
+                keep(e);
+                0
+            }
+            Some(Err(_)) => {
+                keep(anyhow::anyhow!("the simulator thread panicked"));
+                0
+            }
             None => 0,
         };
         tracing::info!(frames_sent, "simulator stopped");
         self.stop_ingest.store(true, Ordering::Relaxed);
-        let source = match self.threads.ingest.take() {
-            Some(h) => h.join().map_err(|_| anyhow::anyhow!("the ingest thread panicked"))??,
-            None => anyhow::bail!("the pipeline was already stopped"),
+        let source = match self.threads.ingest.take().map(|h| h.join()) {
+            Some(Ok(Ok(report))) => Some(report),
+            Some(Ok(Err(e))) => {
+                keep(e.into());
+                None
+            }
+            Some(Err(_)) => {
+                keep(anyhow::anyhow!("the ingest thread panicked"));
+                None
+            }
+            None => {
+                keep(anyhow::anyhow!("the pipeline was already stopped"));
+                None
+            }
         };
-        tracing::info!(drained = source.drained, "ingest stopped");
         // The source's queue is closed now: detection and then the sinks finish.
-        if let Some(h) = self.threads.detect.take() {
-            h.join().map_err(|_| anyhow::anyhow!("the detection thread panicked"))?;
+        if let Some(Err(_)) = self.threads.detect.take().map(|h| h.join()) {
+            keep(anyhow::anyhow!("the detection thread panicked"));
         }
         for h in self.threads.sinks.drain(..) {
-            h.join().map_err(|_| anyhow::anyhow!("a sink thread panicked"))?;
+            if h.join().is_err() {
+                keep(anyhow::anyhow!("a sink thread panicked"));
+            }
         }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let source = source.expect("no error: the source reported");
+        tracing::info!(drained = source.drained, "ingest stopped");
         let produced = self
             .fleet
             .as_ref()
@@ -282,6 +326,15 @@ impl Topology {
             frames_sent,
             produced,
         })
+    }
+}
+
+impl Drop for Topology {
+    /// A topology dropped without [`Topology::stop`] (an error on the way) still
+    /// stops its threads: each finishes what it holds, nothing waits for them.
+    fn drop(&mut self) {
+        self.stop_simulator.store(true, Ordering::Relaxed);
+        self.stop_ingest.store(true, Ordering::Relaxed);
     }
 }
 

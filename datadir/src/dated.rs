@@ -16,6 +16,8 @@ pub type ToBatch<R> = fn(&[R]) -> Result<RecordBatch, ArrowError>;
 /// Buffers one dated table's rows per day until [`DatedWriter::flush`].
 pub struct DatedWriter<R> {
     table: Table,
+    /// The data directory's root, and the table's directory in it.
+    root: PathBuf,
     dir: PathBuf,
     to_batch: ToBatch<R>,
     pending: BTreeMap<i64, Vec<R>>,
@@ -27,6 +29,7 @@ impl<R> DatedWriter<R> {
         debug_assert!(Table::DATED.contains(&table), "{table:?} is not a dated table");
         DatedWriter {
             table,
+            root: data.root().to_path_buf(),
             dir: data.table(table),
             to_batch,
             pending: BTreeMap::new(),
@@ -54,7 +57,8 @@ impl<R> DatedWriter<R> {
         while let Some((&day, rows)) = self.pending.iter().next() {
             let batch = (self.to_batch)(rows).map_err(std::io::Error::other)?;
             let dir = self.dir.join(naming::date_partition(day));
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(&self.root)?;
+            crate::durable::create_dirs(&self.root, dir.strip_prefix(&self.root).unwrap_or(&dir))?;
             let path = dir.join(naming::table_file(self.table.name()));
             write_parquet_file(&path, &batch, &ParquetSettings::new(3))?;
             written += rows.len();

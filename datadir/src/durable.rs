@@ -34,17 +34,50 @@ pub fn publish(tmp: &Path, fin: &Path) -> std::io::Result<()> {
 }
 
 /// Replaces `path` with `bytes`, durably. A file that exists keeps its permissions
-/// (so whoever could read it still can).
+/// (so whoever could read it still can). Concurrent writers each write their own
+/// temporary file; the last rename wins whole, and none reports another's write.
 pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let mut f = File::create(&tmp)?;
-    if let Ok(m) = std::fs::metadata(path) {
-        f.set_permissions(m.permissions())?;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unique = format!("{name}.{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let tmp = path.with_file_name(crate::naming::temp_name(&unique));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        if let Ok(m) = std::fs::metadata(path) {
+            f.set_permissions(m.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        // Strict: this temporary file is ours alone, so it must be there to rename.
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    publish(&tmp, path)
+    written
+}
+
+/// Creates `rel` and every missing directory on the way under `root`, and
+/// fsyncs each new directory's parent, so a file later written there (and
+/// committed) survives a power cut with its path.
+pub fn create_dirs(root: &Path, rel: &Path) -> std::io::Result<()> {
+    let mut dir = root.to_path_buf();
+    for part in rel.components() {
+        let parent = dir.clone();
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => sync_dir(&parent)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// How Larmor writes Parquet: zstd, dictionaries, row groups of up to 1 M rows,
@@ -116,9 +149,14 @@ pub fn write_parquet<'a>(
 /// rename, fsync of the directory. Returns the file's size.
 pub fn write_parquet_file(path: &Path, batch: &RecordBatch, settings: &ParquetSettings) -> std::io::Result<u64> {
     let tmp = temp_path(path);
-    let bytes = write_parquet(&tmp, [batch], batch.schema(), settings)?;
-    publish(&tmp, path)?;
-    Ok(bytes)
+    let written = write_parquet(&tmp, [batch], batch.schema(), settings).and_then(|bytes| {
+        publish(&tmp, path)?;
+        Ok(bytes)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -288,8 +288,10 @@ impl Flush {
         let write = |part: &FlushPart| -> std::io::Result<StagedFile> {
             let rel_dir = naming::archive_partition(part.key.0, part.key.1.as_str());
             let dir = self.root.join(&rel_dir);
-            std::fs::create_dir_all(&dir)?;
+            durable::create_dirs(&self.root, Path::new(&rel_dir))?;
             let rows = self.write_part(&dir.join(naming::temp_name(&part.name)), &part.buf, &rank)?;
+            // The staged name must survive a power cut once a manifest names it.
+            durable::sync_dir(&dir)?;
             Ok(StagedFile {
                 rel_path: format!("{rel_dir}/{}", part.name),
                 rows,

@@ -55,10 +55,12 @@ pub struct Outlet<T> {
     blocked_seconds: prometheus::Counter,
 }
 
-/// The consuming end of a queue.
+/// The consuming end of a queue. Dropped with items still queued (its stage
+/// stopped), it counts them as dropped.
 pub struct Inlet<T> {
     rx: Receiver<T>,
     items: IntGauge,
+    dropped: prometheus::IntCounter,
 }
 
 /// The consumer is gone: nothing more can be sent.
@@ -79,15 +81,16 @@ pub fn queue<T>(name: &'static str, capacity: usize, when_full: WhenFull, m: &Qu
     let (tx, rx) = sync_channel(capacity);
     m.capacity.with_label_values(&[name]).set(capacity as i64);
     let items = m.items.with_label_values(&[name]);
+    let dropped = m.dropped.with_label_values(&[name]);
     let outlet = Outlet {
         name,
         tx,
         when_full,
         items: items.clone(),
-        dropped: m.dropped.with_label_values(&[name]),
+        dropped: dropped.clone(),
         blocked_seconds: m.blocked_seconds.with_label_values(&[name]),
     };
-    (outlet, Inlet { rx, items })
+    (outlet, Inlet { rx, items, dropped })
 }
 
 impl<T> Outlet<T> {
@@ -95,21 +98,38 @@ impl<T> Outlet<T> {
         self.name
     }
 
-    /// Puts an item in the queue, as the queue's policy says when it is full.
+    /// Puts an item in the queue, as the queue's policy says when it is full. An
+    /// item sent to a closed queue (its consumer stopped) counts as dropped.
     pub fn send(&self, item: T) -> Result<Sent, Closed> {
-        // Counted before it can be received, so the gauge never goes below zero.
+        // Counted before it can be received, so the gauge never goes below zero
+        // (an item a blocked producer is handing over counts too).
         self.items.inc();
         let outcome = match self.tx.try_send(item) {
             Ok(()) => Ok(Sent::Queued),
-            Err(TrySendError::Disconnected(_)) => Err(Closed),
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.inc();
+                Err(Closed)
+            }
             Err(TrySendError::Full(item)) => match self.when_full {
                 WhenFull::Drop => {
                     self.dropped.inc();
+                    // Said at the 1st, 2nd, 4th, 8th... drop: loud at first, never a flood.
+                    let n = self.dropped.get();
+                    if n.is_power_of_two() {
+                        tracing::warn!(
+                            queue = self.name,
+                            dropped = n,
+                            "queue full: its consumer is too slow, items are dropped"
+                        );
+                    }
                     Ok(Sent::Dropped)
                 }
                 WhenFull::Block => {
                     let waited = Instant::now();
-                    let r = self.tx.send(item).map(|()| Sent::Queued).map_err(|_| Closed);
+                    let r = self.tx.send(item).map(|()| Sent::Queued).map_err(|_| {
+                        self.dropped.inc();
+                        Closed
+                    });
                     self.blocked_seconds.inc_by(waited.elapsed().as_secs_f64());
                     r
                 }
@@ -136,6 +156,15 @@ impl<T> Inlet<T> {
         let item = self.rx.recv().ok()?;
         self.items.dec();
         Some(item)
+    }
+}
+
+impl<T> Drop for Inlet<T> {
+    fn drop(&mut self) {
+        while self.rx.try_recv().is_ok() {
+            self.items.dec();
+            self.dropped.inc();
+        }
     }
 }
 
@@ -211,8 +240,13 @@ mod tests {
         let got: Vec<u32> = (0..4).map(|_| inlet.recv().unwrap()).collect();
         assert_eq!(got, [0, 1, 2, 3]);
         assert_eq!(gathered(&r, "larmor_queue_items", "alerts"), 0.0);
+        assert_eq!(out.send(9), Ok(Sent::Queued));
+        // A consumer that stops with items queued: they count as dropped, as does
+        // what is sent to its closed queue.
         drop(inlet);
+        assert_eq!(gathered(&r, "larmor_queue_items", "alerts"), 0.0);
         assert_eq!(out.send(1), Err(Closed));
+        assert_eq!(gathered(&r, "larmor_queue_dropped_total", "alerts"), 8.0);
     }
 
     #[test]

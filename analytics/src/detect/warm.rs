@@ -140,12 +140,15 @@ pub async fn from_archive(
     }
     let from_ms = now_ms - config.window.as_millis() as i64;
     let mut frames = 0u64;
-    let readings = archive_frames(archive, from_ms, now_ms, config.resolution, |f| {
+    let read = archive_frames(archive, from_ms, now_ms, config.resolution, |f| {
         frames += 1;
         set.learn(&f);
     })
-    .await?;
+    .await;
+    // Also after a read that failed part-way: what was learnt stays, but nothing
+    // tuned to the archive's averages may carry over into live data.
     set.end_warm_up();
+    let readings = read?;
     Ok(WarmReport {
         readings,
         frames,

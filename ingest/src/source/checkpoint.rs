@@ -203,14 +203,21 @@ impl Checkpoint {
         Err(e)
     }
 
-    /// Takes everything handled so far out for one checkpoint.
-    fn take_job(&mut self, sequences: Sequences) -> CommitJob {
-        CommitJob {
+    /// Waits for the checkpoint in flight, then takes everything handled so far
+    /// out for the next one (unless an earlier checkpoint failed).
+    fn begin<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        sequences: Sequences,
+    ) -> Result<CommitJob, IngestError> {
+        self.finish(consumer)?;
+        self.check_broken()?;
+        Ok(CommitJob {
             flush: self.archive.take(),
             writer: self.archive.writer_id().to_string(),
             offsets: std::mem::take(&mut self.pending),
             sequences,
-        }
+        })
     }
 
     fn ledger_gone() -> IngestError {
@@ -223,9 +230,7 @@ impl Checkpoint {
         consumer: &BaseConsumer<C>,
         sequences: Sequences,
     ) -> Result<(), IngestError> {
-        self.finish(consumer)?;
-        self.check_broken()?;
-        let job = self.take_job(sequences);
+        let job = self.begin(consumer, sequences)?;
         let Some(ledger) = self.ledger.as_mut() else {
             return Err(Self::ledger_gone());
         };
@@ -243,9 +248,7 @@ impl Checkpoint {
         consumer: &BaseConsumer<C>,
         sequences: Sequences,
     ) -> Result<(), IngestError> {
-        self.finish(consumer)?;
-        self.check_broken()?;
-        let job = self.take_job(sequences);
+        let job = self.begin(consumer, sequences)?;
         if job.flush.is_empty() && job.offsets.is_empty() {
             return Ok(());
         }
