@@ -71,14 +71,14 @@ fn main() {
                 };
                 let Ok(plain) = key.open(&ev, vk) else { return 400 };
                 let p: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
-                if p["type"] == "anomaly" && p["status"] == "firing" {
-                    if let Some(e) = p["evidence"]
+                if p["type"] == "anomaly"
+                    && p["status"] == "firing"
+                    && let Some(e) = p["evidence"]
                         .as_array()
                         .and_then(|e| e.iter().find(|e| e["channel"] == "helium_level_pct"))
-                        && let Some(ts) = e["ts_ms"].as_i64()
-                    {
-                        latencies.lock().unwrap().push(((now - ts) as f64, ts));
-                    }
+                    && let Some(ts) = e["ts_ms"].as_i64()
+                {
+                    latencies.lock().unwrap().push(((now - ts) as f64, ts));
                 }
                 200
             }),
