@@ -142,8 +142,8 @@ pub fn parse_ics(text: &str) -> Result<Vec<Booking>, String> {
             }
         };
         let kind = if ev
-            .property_value("CATEGORIES")
-            .is_some_and(|c| c.to_ascii_uppercase().contains("MAINTENANCE"))
+            .get_categories()
+            .is_some_and(|c| c.iter().any(|c| c.eq_ignore_ascii_case("MAINTENANCE")))
         {
             BookingKind::Maintenance
         } else {
@@ -301,7 +301,7 @@ impl Proposal {
             ))
             .starts(utc(self.start_ms))
             .ends(utc(self.end_ms))
-            .add_property("CATEGORIES", "MAINTENANCE")
+            .categories(["MAINTENANCE"])
             .add_property("STATUS", "TENTATIVE")
             .done();
         icalendar::Calendar::new().push(ev).done().to_string()
