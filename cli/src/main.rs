@@ -71,6 +71,16 @@ enum Command {
     /// Run SQL over the data directory: `readings` (ts, machine_id, channel, value, date,
     /// stream), `archive_partitions`, `anomalies`, `alerts`, `forecasts`, `machines`, `events`.
     Query(commands::query::QueryArgs),
+    /// List, acknowledge, silence and resolve alerts.
+    Alerts {
+        #[command(subcommand)]
+        command: commands::alerts::AlertsCommand,
+        #[command(flatten)]
+        place: commands::alerts::Where,
+    },
+    /// A notice receiver's tools: make a key pair, receive over mutual TLS, verify and decrypt.
+    #[command(subcommand)]
+    Channel(commands::channel::ChannelCommand),
     /// Score any time series with the streaming detectors: a CSV (`--input`) or an
     /// archived channel (`--archive --machine --channel`); writes timestamp,value,anomaly_score.
     Detect(commands::detect::DetectArgs),
@@ -111,6 +121,8 @@ fn main() -> std::process::ExitCode {
             Command::Dataset(cmd) => commands::dataset::dataset(cmd),
             Command::Query(args) => commands::query::query(args).await,
             Command::Detect(args) => commands::detect::detect(args).await,
+            Command::Alerts { command, place } => commands::alerts::alerts(command, place),
+            Command::Channel(cmd) => commands::channel::channel(cmd).await,
         }
     });
     match result {

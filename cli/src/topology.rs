@@ -11,8 +11,11 @@
 //!                 │ anomalies, to both queues:
 //!       ┌─────────┴──────────────────────────┐
 //!       ▼ queue "anomalies_table" (blocks)   ▼ queue "alerts" (drops when full, counted)
-//!  [sink] anomalies table                [sink] alerts: dedup → route → deliver
-//!  (thread "anomalies-table")            (thread "alerts") ─► outboxes + alerts table
+//!  [sink] anomalies table                [sink] alerts: group → inhibit → silence → dedup
+//!  (thread "anomalies-table")            (thread "alerts") ─► alerts.db: state, nflog, outbox
+//!                                                 │ sealed notices (HPKE + Ed25519)
+//!                                        delivery, a thread per channel ("deliver-<channel>"):
+//!                                        file outbox, mTLS webhook or Kafka; retries with backoff
 //! ```
 //!
 //! The archive has priority: it is written by the source itself, before a
@@ -21,7 +24,9 @@
 //! not: when its queue is full, the anomaly is still recorded in the anomalies
 //! table, and its alert is dropped and counted
 //! (`larmor_queue_dropped_total{queue="alerts"}`; `run.alert_queue_full = "block"`
-//! trades that for backpressure). On stop, each stage finishes after the one
+//! trades that for backpressure). The alerts sink itself never waits for a
+//! receiver: it commits sealed notices to the durable outbox, and each
+//! channel's delivery thread retries on its own. On stop, each stage finishes after the one
 //! before it: the simulator, then the source (drain, final checkpoint), then
 //! detection, then the sinks (final flush).
 
@@ -157,8 +162,11 @@ impl Topology {
         let detectors = DetectorSet::from_config(&config.detect)?;
         let alert_metrics = AlertMetrics::register(&metrics)?;
         alert_metrics.init_detectors(&detectors.names());
-        let alerts = AlertPipeline::new(config.alerts.clone(), source.registry(), alert_metrics)
+        let alerts = AlertPipeline::start(config.alerts.clone(), source.registry(), &data, alert_metrics)
+            .map_err(|e| anyhow::anyhow!("alerts: {e}"))?
             .recording_to(&data, table_errors.with_label_values(&["alerts"]));
+        // Every site's admin channel and every vendor's, so each delivery worker runs from the start.
+        alerts.open_channels(&registry);
         let anomalies = AnomalyTableSink::new(&data, table_errors.with_label_values(&["anomalies"]));
         let sinks = vec![
             spawn_sink("alerts", alerts, alerts_in, flush_every)?,

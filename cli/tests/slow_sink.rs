@@ -1,7 +1,8 @@
-//! A slow alert channel never holds ingest back: with delivery failing slowly
-//! (every attempt retried) and a tiny alert queue, the archive still gets every
-//! reading, the anomalies table every episode, and the alerts that did not fit
-//! are dropped and counted, as `run.alert_queue_full = "drop"` says.
+//! A failing alert channel never holds ingest back: with every delivery failing
+//! (and retried with backoff on the channels' own threads) and a tiny alert
+//! queue, the archive still gets every reading and the anomalies table every
+//! episode; alerts that did not fit the queue are dropped and counted, as
+//! `run.alert_queue_full = "drop"` says, and never more than there were.
 
 mod support;
 
@@ -18,7 +19,7 @@ async fn a_slow_alert_channel_drops_alerts_not_readings() {
     let mut cfg = LarmorConfig::default();
     cfg.archive.path = dir.path().join("archive");
     cfg.archive.max_buffer_age = Duration::from_secs(1);
-    // The outbox root is a file: every delivery fails, after its retries (a slow channel).
+    // The outbox root is a file: every delivery fails and is retried (a broken channel).
     let outbox = dir.path().join("outbox");
     std::fs::write(&outbox, b"not a directory").unwrap();
     cfg.alerts.outbox = outbox;
@@ -56,9 +57,8 @@ async fn a_slow_alert_channel_drops_alerts_not_readings() {
     let dropped = counter_total(m, larmor_metrics::QUEUE_DROPPED.name);
     let failed = counter_total(m, larmor_metrics::ALERTS_FAILED.name);
     assert!(anomalies >= 24.0, "{anomalies} anomalies");
-    assert!(dropped > 0.0, "a full alert queue drops: {dropped} of {anomalies}");
     assert!(failed > 0.0, "the alerts that got through failed to deliver");
-    assert!(dropped < anomalies);
+    assert!(dropped < anomalies, "{dropped} of {anomalies} dropped");
 
     // The anomalies table's queue blocks instead: every episode is recorded.
     let ctx = larmor_analytics::sql::open_archive(&p.config.archive.path)

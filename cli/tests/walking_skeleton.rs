@@ -88,39 +88,84 @@ async fn whole_slice_on_the_embedded_cluster() {
     let total = produced.readings();
     assert_eq!(report.source.archived_rows, total);
 
-    // 2. The out-of-range readings alerted the admin, and the machine fault only its maker.
+    // 2. The out-of-range readings alerted the admin of each machine's site, and the
+    // machine fault only its maker. Every channel gets sealed CloudEvents: opened here
+    // as its receiver would, with the channel's (demo) key and larmor's signing key.
+    let data = larmor_datadir::DataDir::around(&p.config.archive.path);
     let outbox = &p.config.alerts.outbox;
-    let admin = read_jsonl(&outbox.join("admin/alerts.jsonl"));
-    let hit = |v: &serde_json::Value, m: &str, c: &str| v["machine_id"] == m && v["channels"][0] == c;
+    let signer = larmor_alerts::seal::load_verifying_key(&data.signing_key().with_extension("pub")).unwrap();
+    let open = |channel: &str| -> Vec<serde_json::Value> {
+        let key = larmor_alerts::seal::RecipientSecret::load(
+            &data
+                .demo_recipient_keys()
+                .join(format!("{}.key", channel.replace('/', "-"))),
+        )
+        .unwrap();
+        read_jsonl(&outbox.join(channel).join("events.jsonl"))
+            .into_iter()
+            .map(|v| {
+                let ev: larmor_alerts::seal::CloudEvent = serde_json::from_value(v).unwrap();
+                serde_json::from_slice(&key.open(&ev, &signer).unwrap()).unwrap()
+            })
+            .collect()
+    };
+    let hit = |v: &serde_json::Value, m: &str, c: &str| {
+        v["machine_id"] == m
+            && v["evidence"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["channel"] == c))
+    };
+    let site_of = |m: &str| p.registry.get(m).unwrap().site.clone();
+    let sites: std::collections::BTreeSet<String> = p.registry.devices().iter().map(|d| d.site.clone()).collect();
+    let admin: Vec<serde_json::Value> = sites.iter().flat_map(|s| open(&format!("admin/{s}"))).collect();
+    let helium_admin = open(&format!("admin/{}", site_of(helium_machine)));
     assert!(
-        admin.iter().any(|a| hit(a, helium_machine, "helium_level_pct")),
-        "{admin:?}"
+        helium_admin.iter().any(|a| hit(a, helium_machine, "helium_level_pct")),
+        "{helium_admin:?}"
     );
-    assert!(admin.iter().any(|a| hit(a, oxygen_machine, "room_o2_pct")), "{admin:?}");
+    let oxygen_admin = open(&format!("admin/{}", site_of(oxygen_machine)));
+    assert!(
+        oxygen_admin.iter().any(|a| hit(a, oxygen_machine, "room_o2_pct")),
+        "{oxygen_admin:?}"
+    );
+    for s in &sites {
+        for a in open(&format!("admin/{s}")) {
+            assert_eq!(
+                site_of(a["machine_id"].as_str().unwrap()),
+                *s,
+                "another site's alert reached {s}"
+            );
+        }
+    }
     let makers = p.registry.manufacturers();
     assert_eq!(makers.len(), 3);
+    let mut maker_notices = 0;
     for m in &makers {
-        let notices = read_jsonl(&outbox.join("manufacturer").join(m).join("alerts.jsonl"));
+        let notices = open(&format!("manufacturer/{m}"));
+        maker_notices += notices.len();
         let has_helium = notices.iter().any(|a| hit(a, helium_machine, "helium_level_pct"));
         assert_eq!(
             has_helium,
             *m == maker,
             "helium alert reaches {maker} only (checked {m})"
         );
-        // 3. No room-sensor value reaches any manufacturer, and only its own machines do.
+        // 3. No room-sensor value reaches any manufacturer, and only its own machines do;
+        // a room problem only as the environment flag.
         for n in &notices {
-            assert_ne!(n["stream"], "room", "room data leaked to {m}: {n}");
-            let ch = n["channels"][0].as_str().unwrap();
-            assert_ne!(ChannelId::from_name(ch).unwrap().stream(), Stream::Room);
-            assert_eq!(
-                p.registry.get(n["machine_id"].as_str().unwrap()).unwrap().manufacturer,
-                *m
-            );
-            assert!(n.get("site").is_none());
+            let text = n.to_string();
+            for room in ChannelId::of_stream(Stream::Room) {
+                assert!(!text.contains(room.name()), "room data leaked to {m}: {n}");
+            }
+            let machine = n["machine_id"].as_str().unwrap();
+            assert_eq!(p.registry.get(machine).unwrap().manufacturer, *m);
+            assert!(n.get("site").is_none() && !text.contains(&site_of(machine)));
+            if machine == oxygen_machine && n.get("environment_out_of_spec").is_some() {
+                assert!(n.get("evidence").is_none(), "{n}");
+            }
         }
     }
 
-    // 3b. The same alerts, with where they went, are in the `alerts` table, and
+    // 3b. The same alerts, with the channels they went to, are in the `alerts` table, and
     // every anomaly episode is in the `anomalies` table (both beside the archive).
     let ctx = larmor_analytics::sql::open_archive(&p.config.archive.path)
         .await
@@ -135,11 +180,16 @@ async fn whole_slice_on_the_embedded_cluster() {
     assert_eq!(
         q("SELECT count(*) AS n FROM alerts").await,
         format!("n\n{}\n", admin.len()),
-        "one row per alert the admin received"
+        "one row per notice, and each went to the site's admin"
     );
-    assert_eq!(
-        q("SELECT machine_id, channel, delivered_to FROM alerts WHERE delivered_to LIKE '%manufacturer/%'").await,
-        format!("machine_id,channel,delivered_to\n{helium_machine},helium_level_pct,\"admin,manufacturer/{maker}\"\n")
+    let routed =
+        q("SELECT machine_id, channel, delivered_to FROM alerts WHERE delivered_to LIKE '%manufacturer/%'").await;
+    assert!(
+        routed.contains(&format!(
+            "{helium_machine},helium_level_pct,\"admin/{},manufacturer/{maker}\"",
+            site_of(helium_machine)
+        )),
+        "{routed}"
     );
     let anomalies: usize = q("SELECT count(*) AS n FROM anomalies")
         .await
@@ -193,8 +243,8 @@ async fn whole_slice_on_the_embedded_cluster() {
     assert!(text.contains("larmor_dlq_messages_total{reason=\"malformed_json\"} 1"));
     assert_eq!(
         metric_sum(&text, "larmor_alerts_total"),
-        (admin.len() + 1) as f64,
-        "admin notices + one maker notice"
+        (admin.len() + maker_notices) as f64,
+        "every notice the channels received, delivered once"
     );
 
     // 6. The exported metric families are exactly the ones `larmor-metrics` lists:

@@ -11,10 +11,13 @@
 //!   events.parquet      events     failures, maintenance, sensor faults (+ events.csv)
 //!   machines.csv        machines   the fleet inventory, or, without it,
 //!   devices.toml                   the device registry
-//!   outbox/             what each party was sent (admin/, manufacturer/<slug>/)
+//!   outbox/             the encrypted file channels: <channel>/events.jsonl, sealed CloudEvents
+//!   alerts.db           alert state, silences, notification log, delivery outbox (SQLite)
 //!   schedules/          booked scans as iCalendar, one file per machine
 //!   service_history.csv service visits before a generated period
 //!   models/ audit/ keys/  forecasting models, the audit log, key material
+//!     keys/larmor-signing.{key,pub}   Larmor's Ed25519 key that signs every notice
+//!     keys/recipients/<channel>.{key,pub}  demo recipient key pairs (channels without a configured key)
 //! ```
 
 use crate::schema;
@@ -163,9 +166,14 @@ impl DataDir {
     pub fn schedule(&self, machine_id: &str) -> PathBuf {
         self.schedules().join(format!("{machine_id}.ics"))
     }
-    /// What each party was sent.
+    /// The encrypted file channels: one directory per channel, sealed notices.
     pub fn outbox(&self) -> PathBuf {
         self.root.join("outbox")
+    }
+    /// The alerts' embedded store (SQLite): alert state, silences, the
+    /// notification log and the delivery outbox.
+    pub fn alert_store(&self) -> PathBuf {
+        self.root.join("alerts.db")
     }
     /// Trained forecasting models.
     pub fn models(&self) -> PathBuf {
@@ -178,6 +186,15 @@ impl DataDir {
     /// Key material (keyrings, channel keys).
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
+    }
+    /// Larmor's Ed25519 signing key (hex secret); its public half beside it as `.pub`.
+    pub fn signing_key(&self) -> PathBuf {
+        self.keys().join("larmor-signing.key")
+    }
+    /// Recipient key pairs Larmor made itself for channels that have none
+    /// configured (the embedded demo): `<channel>.key` and `<channel>.pub`.
+    pub fn demo_recipient_keys(&self) -> PathBuf {
+        self.keys().join("recipients")
     }
     /// The archive's commit ledger.
     pub fn manifests(&self) -> PathBuf {

@@ -4,6 +4,7 @@
 //! reader ever sees half of it ([`durable`], [`DatedWriter`]). Writers and readers import these;
 //! nothing else in Larmor spells a path, a partition or a schema.
 
+pub mod alert_store;
 pub mod dated;
 pub mod durable;
 pub mod layout;

@@ -105,13 +105,34 @@ pub const ALERTS: Metric = counter(
 pub const ALERTS_DEDUPLICATED: Metric = counter(
     "larmor_alerts_deduplicated_total",
     &["detector"],
-    "Alerts dropped by the dedup stage",
+    "Anomalies folded into an alert already open for the same machine episode (grouping)",
 );
 pub const ALERTS_FAILED: Metric = counter(
     "larmor_alerts_failed_total",
     &["channel"],
-    "Notices not delivered after every retry",
+    "Delivery attempts that failed (each is retried with backoff until the notice is dead)",
 );
+pub const ALERTS_MUTED: Metric = counter(
+    "larmor_alerts_muted_total",
+    &["stage"],
+    "Notifications not sent, by the stage that held them back (inhibit, silence, dedup)",
+);
+pub const ALERTS_DEAD: Metric = counter(
+    "larmor_alerts_dead_total",
+    &["channel"],
+    "Notices given up after the configured number of attempts (raised to the site admin)",
+);
+pub const ALERTS_OUTBOX_PENDING: Metric = gauge(
+    "larmor_alerts_outbox_pending",
+    &["channel"],
+    "Notices in the durable outbox waiting for delivery",
+);
+pub const ALERTS_DELIVERY_SECONDS: Metric = Metric {
+    name: "larmor_alerts_delivery_seconds",
+    help: "Time from a notice entering the outbox to its delivery",
+    kind: Kind::Histogram,
+    labels: &["channel"],
+};
 pub const TABLE_WRITE_ERRORS: Metric = counter(
     "larmor_table_write_errors_total",
     &["table"],
@@ -162,6 +183,10 @@ pub const ALL: &[Metric] = &[
     ALERTS,
     ALERTS_DEDUPLICATED,
     ALERTS_FAILED,
+    ALERTS_MUTED,
+    ALERTS_DEAD,
+    ALERTS_OUTBOX_PENDING,
+    ALERTS_DELIVERY_SECONDS,
     TABLE_WRITE_ERRORS,
     QUEUE_ITEMS,
     QUEUE_CAPACITY,

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod alerts;
 pub mod archive;
+pub mod channel;
 pub mod common;
 pub mod dataset;
 pub mod detect;
