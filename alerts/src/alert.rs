@@ -99,6 +99,10 @@ pub struct Evidence {
     pub explanation: String,
 }
 
+/// Channels whose alerts are life safety: always critical, and never muted by
+/// a planned maintenance visit (engineers are in the room then).
+pub const LIFE_SAFETY_CHANNELS: &[&str] = &["room_o2_pct"];
+
 /// An alert: one episode on one machine (its group), however many detectors it tripped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -129,6 +133,13 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// Whether any of its evidence is a life-safety channel.
+    pub fn is_life_safety(&self) -> bool {
+        self.evidence
+            .iter()
+            .any(|e| LIFE_SAFETY_CHANNELS.contains(&e.channel.as_str()))
+    }
+
     pub const MAX_EVIDENCE: usize = 32;
 
     /// The group an anomaly belongs to: machine and class.
@@ -188,7 +199,7 @@ impl Alert {
             });
         }
         // Oxygen is life safety: always critical; a score of 0.8 is far past a detector's threshold.
-        let sev = if a.score >= 0.8 || a.channels.contains(&"room_o2_pct") {
+        let sev = if a.score >= 0.8 || a.channels.iter().any(|c| LIFE_SAFETY_CHANNELS.contains(c)) {
             Severity::Critical
         } else {
             Severity::Warning

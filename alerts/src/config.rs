@@ -29,7 +29,12 @@ pub struct AlertsConfig {
     /// Notification log entries older than this are pruned.
     #[serde(with = "humantime_serde")]
     pub notification_log_retention: Duration,
-    /// Delivery attempts per notice before it is dead (counted and raised to the site admin).
+    /// A notice still undelivered this long after it was made is dead (counted
+    /// and raised to the site admin); `larmor alerts requeue` sends it again.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Delivery attempts per notice before it is dead; 0 = no limit by count,
+    /// only `give_up_after` ends it.
     pub max_attempts: u32,
     /// Backoff before the first retry; doubled each time, at most `retry_max`.
     #[serde(with = "humantime_serde")]
@@ -61,7 +66,8 @@ impl Default for AlertsConfig {
             group_interval: Duration::from_secs(10),
             repeat_interval: Duration::from_secs(4 * 3600),
             notification_log_retention: Duration::from_secs(5 * 86_400),
-            max_attempts: 8,
+            give_up_after: Duration::from_secs(24 * 3600),
+            max_attempts: 0,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
@@ -219,11 +225,27 @@ impl MaintenanceConfig {
 impl AlertsConfig {
     /// Checks what serde cannot: names, hours, cron expressions, modes.
     pub fn validate(&self) -> Result<(), String> {
+        let mut keys: BTreeMap<&std::path::Path, &str> = BTreeMap::new();
+        let mut names = std::collections::BTreeSet::new();
         for c in &self.channel {
             if crate::policy::Party::parse(&c.name).is_none() {
                 return Err(format!(
                     "[[alerts.channel]] name {:?}: want \"admin/<site>\" or \"manufacturer/<vendor>\"",
                     c.name
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(format!("[[alerts.channel]] {:?} is configured twice: keep one", c.name));
+            }
+            // Separate parties, separate keys: one key for two channels would let
+            // either party read the other's notices.
+            if let Some(k) = &c.recipient_key
+                && let Some(other) = keys.insert(k, &c.name)
+            {
+                return Err(format!(
+                    "[[alerts.channel]] {:?} and {other:?} share the recipient key {}: give each party its own (`larmor channel keygen`)",
+                    c.name,
+                    k.display()
                 ));
             }
         }
@@ -246,9 +268,45 @@ impl AlertsConfig {
                     .map_err(|e| format!("[alerts.digest] {name} = {expr:?}: {e}"))?;
             }
         }
-        if self.max_attempts == 0 {
-            return Err("alerts.max_attempts must be at least 1".into());
+        if self.give_up_after.is_zero() {
+            return Err("alerts.give_up_after must be more than 0 (e.g. \"24h\")".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str, key: Option<&str>) -> ChannelConfig {
+        ChannelConfig {
+            name: name.into(),
+            recipient_key: key.map(PathBuf::from),
+            events: None,
+            webhook: None,
+            kafka: None,
+        }
+    }
+
+    #[test]
+    fn two_parties_never_share_a_key_or_a_name() {
+        let mut c = AlertsConfig {
+            channel: vec![
+                channel("admin/st-anne", Some("/k/st-anne.pub")),
+                channel("manufacturer/aurora", Some("/k/aurora.pub")),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        c.channel.push(channel("manufacturer/boreal", Some("/k/aurora.pub")));
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("share the recipient key") && e.contains("boreal"), "{e}");
+        c.channel.pop();
+        c.channel.push(channel("admin/st-anne", None));
+        assert!(c.validate().unwrap_err().contains("configured twice"));
+        c.channel.pop();
+        c.give_up_after = Duration::ZERO;
+        assert!(c.validate().unwrap_err().contains("give_up_after"));
     }
 }

@@ -1,8 +1,10 @@
 //! Delivery from the durable outbox: one worker thread per channel takes the
 //! channel's due notices from the store, hands each to its transport, and
 //! records the outcome: delivered; failed, retried after an exponential
-//! backoff; or, after `max_attempts`, dead: counted and raised to the site's
-//! admin. Nothing here runs on the alerts sink's thread, so a slow or dead
+//! backoff; or, after `give_up_after` (or `max_attempts`), dead: counted and
+//! raised to the site's admin. A failure holds back the whole channel for the
+//! backoff, so a dead receiver costs one attempt per backoff, not one per
+//! waiting notice. Nothing here runs on the alerts sink's thread, so a slow or dead
 //! receiver never holds the pipeline back. At least once: a notice is marked
 //! delivered only after its transport confirmed it, and carries its
 //! idempotency key so the receiver can drop repeats.
@@ -157,7 +159,9 @@ impl Delivery {
             Some(ChannelConfig { kafka: Some(k), .. }) => {
                 Box::new(KafkaTransport::new(k).map_err(|e| format!("channel {name}: {e}"))?)
             }
-            _ => Box::new(FileTransport::new(&self.config.outbox.join(&name))),
+            _ => Box::new(FileTransport::new(
+                &self.config.outbox.join(larmor_datadir::naming::channel_path(&name)),
+            )),
         };
         let spec = Arc::new(ChannelSpec {
             hooks: cfg
@@ -189,11 +193,16 @@ impl Delivery {
 
     /// A key pair Larmor makes itself for a channel without one (the embedded demo).
     fn demo_key(&self, name: &str) -> Result<RecipientKey, String> {
-        let stem = self.demo_keys.join(name.replace('/', "-"));
-        let pub_path = stem.with_extension("pub");
+        use larmor_datadir::naming::{channel_path, with_suffix};
+        let stem = self.demo_keys.join(channel_path(name));
+        let pub_path = with_suffix(&stem, "pub");
         if !pub_path.exists() {
             let (sk, _) = RecipientSecret::generate();
-            sk.save(&stem.with_extension("key")).map_err(|e| {
+            if let Some(dir) = stem.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("channel {name}: cannot make {}: {e}", dir.display()))?;
+            }
+            sk.save(&with_suffix(&stem, "key")).map_err(|e| {
                 format!(
                     "channel {name}: cannot write a demo key in {}: {e}",
                     self.demo_keys.display()
@@ -201,7 +210,7 @@ impl Delivery {
             })?;
             tracing::warn!(
                 channel = name,
-                key = %stem.with_extension("key").display(),
+                key = %with_suffix(&stem, "key").display(),
                 "no recipient key configured: made a demo key pair; give the party its own (`larmor channel keygen`) and set recipient_key"
             );
         }
@@ -286,12 +295,20 @@ impl Delivery {
             }
         };
         let mut drain_until: Option<Instant> = None;
+        // After a failed attempt the channel waits out its backoff.
+        let mut failures_in_a_row = 0u32;
+        let mut held_until: Option<Instant> = None;
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
             if stopping && drain_until.is_none() {
                 drain_until = Some(Instant::now() + self.config.drain_timeout);
             }
-            let due = match store.due(name, now_ms(), 32) {
+            let held = held_until.is_some_and(|t| Instant::now() < t) && !stopping;
+            let due = match if held {
+                Ok(Vec::new())
+            } else {
+                store.due(name, now_ms(), 32)
+            } {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(channel = name, error = %e, "cannot read the outbox");
@@ -302,19 +319,29 @@ impl Delivery {
                 if drain_until.is_some_and(|t| Instant::now() > t) {
                     break;
                 }
-                self.attempt(&store, d, transport.as_mut());
+                if self.attempt(&store, d, transport.as_mut()) {
+                    failures_in_a_row = 0;
+                } else {
+                    failures_in_a_row += 1;
+                    held_until = Some(Instant::now() + self.backoff(failures_in_a_row, d.seq));
+                    break;
+                }
             }
             if let Ok(c) = store.outbox_counts(Some(name)) {
                 self.metrics.pending.with_label_values(&[name]).set(c.pending as i64);
             }
-            if stopping && (due.is_empty() || drain_until.is_some_and(|t| Instant::now() > t)) {
+            let failed = failures_in_a_row > 0 && held_until.is_some_and(|t| Instant::now() < t);
+            if stopping && (due.is_empty() || failed || drain_until.is_some_and(|t| Instant::now() > t)) {
                 return;
             }
-            if !due.is_empty() {
+            if !due.is_empty() && !failed {
                 continue;
             }
-            let wait = match store.next_due(name) {
-                Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(5, 1000) as u64),
+            let wait = match (held_until.filter(|t| Instant::now() < *t), store.next_due(name)) {
+                (Some(t), _) => t
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(5), Duration::from_secs(1)),
+                (None, Ok(Some(t))) => Duration::from_millis((t - now_ms()).clamp(5, 1000) as u64),
                 _ => Duration::from_secs(1),
             };
             match woken.recv_timeout(wait) {
@@ -324,7 +351,8 @@ impl Delivery {
         }
     }
 
-    fn attempt(&self, store: &Store, d: &PendingDelivery, transport: &mut dyn Transport) {
+    /// One delivery attempt; whether the receiver took it.
+    fn attempt(&self, store: &Store, d: &PendingDelivery, transport: &mut dyn Transport) -> bool {
         let name = d.channel.as_str();
         match transport.deliver(&d.idem_key, &d.envelope) {
             Ok(()) => {
@@ -338,11 +366,14 @@ impl Delivery {
                     .latency
                     .with_label_values(&[name])
                     .observe((now - d.created_ms).max(0) as f64 / 1000.0);
+                true
             }
             Err(err) => {
                 self.metrics.failed.with_label_values(&[name]).inc();
                 let attempts = d.attempts + 1;
-                if attempts >= self.config.max_attempts.max(1) {
+                let too_old = now_ms() - d.created_ms >= self.config.give_up_after.as_millis() as i64;
+                let too_many = self.config.max_attempts > 0 && attempts >= self.config.max_attempts;
+                if too_old || too_many {
                     tracing::error!(channel = name, notice = %d.idem_key, attempts, error = %err, "delivery dead");
                     let _ = store.mark_failed(d.seq, &err, None);
                     self.metrics.dead.with_label_values(&[name]).inc();
@@ -352,6 +383,7 @@ impl Delivery {
                     tracing::warn!(channel = name, attempts, error = %err, "delivery failed; will retry");
                     let _ = store.mark_failed(d.seq, &err, Some(next));
                 }
+                false
             }
         }
     }
@@ -373,8 +405,11 @@ impl Delivery {
         let payload = policy::dead_letter_payload(&d.channel, &d.event_type, &d.idem_key, attempts, err);
         let now = now_ms();
         let mut rows = Vec::new();
+        // One notice per failing channel per hour: an outage that kills a
+        // thousand notices is one problem to the admin, not a thousand.
+        let hour = (now / 3_600_000).to_string();
         for a in &admins {
-            let key = crate::alert::stable_id(&["dead", &a.name, &d.channel, &d.idem_key]);
+            let key = crate::alert::stable_id(&["dead", &a.name, &d.channel, &hour]);
             match self.seal(a, &key, EventType::DeliveryDead, &d.site, &payload, now) {
                 Ok(r) => rows.push((r, None)),
                 Err(e) => tracing::error!(channel = %a.name, error = %e, "cannot seal a dead-delivery notice"),

@@ -51,8 +51,10 @@ impl Digests {
         Ok(Digests { crons })
     }
 
-    /// The digests whose next run after their last one has come; records the run.
-    pub fn due(&self, store: &Store, now_ms: i64) -> Result<Vec<DigestKind>, StoreError> {
+    /// The digests whose next run after their last one has come, each with its
+    /// cron time; the caller records the run with the digest's notices
+    /// (`Store::commit_digest`). A first start only records the time.
+    pub fn due(&self, store: &Store, now_ms: i64) -> Result<Vec<(DigestKind, i64)>, StoreError> {
         let mut out = Vec::new();
         for (kind, cron) in &self.crons {
             match store.digest_last_run(kind.name())? {
@@ -61,11 +63,22 @@ impl Digests {
                     let Some(last_t) = chrono::DateTime::from_timestamp_millis(last) else {
                         continue;
                     };
-                    if let Ok(next) = cron.find_next_occurrence(&last_t, false)
-                        && next.timestamp_millis() <= now_ms
-                    {
-                        store.set_digest_last_run(kind.name(), now_ms)?;
-                        out.push(*kind);
+                    // Runs missed while Larmor was down collapse into the latest one.
+                    let mut run = None;
+                    // (At most 1000 steps a tick, so a per-second cron after a
+                    // long stop cannot stall the alerts thread.)
+                    let mut t = last_t;
+                    for _ in 0..1000 {
+                        match cron.find_next_occurrence(&t, false) {
+                            Ok(next) if next.timestamp_millis() <= now_ms => {
+                                run = Some(next.timestamp_millis());
+                                t = next;
+                            }
+                            _ => break,
+                        }
+                    }
+                    if let Some(run) = run {
+                        out.push((*kind, run));
                     }
                 }
             }

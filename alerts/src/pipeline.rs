@@ -96,6 +96,8 @@ pub struct AlertPipeline {
     counting: bool,
     /// Latest event time seen: ended episodes are judged against it (or the clock, whichever is later).
     latest_event_ms: i64,
+    /// When (wall clock) the latest anomaly came in.
+    latest_event_at: Option<Instant>,
     record: Option<(AlertTable, IntCounter)>,
 }
 
@@ -124,6 +126,18 @@ impl AlertPipeline {
             metrics.delivery.clone(),
         );
         delivery.start_configured()?;
+        // Notices left waiting by the last run (or requeued) go out now, not
+        // only when their channel next has something new.
+        for name in store.channels_with_pending().map_err(|e| e.to_string())? {
+            match Party::parse(&name) {
+                Some(party) => {
+                    if let Err(e) = delivery.channel(&party) {
+                        tracing::error!(channel = %name, error = %e, "cannot resume the channel's waiting notices");
+                    }
+                }
+                None => tracing::error!(channel = %name, "outbox notices for an unknown channel stay undelivered"),
+            }
+        }
         let digests = Digests::new(&config.digest)?;
         let mut p = AlertPipeline {
             grouper: Grouper { gap: config.group_gap },
@@ -147,6 +161,7 @@ impl AlertPipeline {
             last_tick: None,
             counting: true,
             latest_event_ms: 0,
+            latest_event_at: None,
             record: None,
         };
         p.reload_schedules();
@@ -187,6 +202,7 @@ impl AlertPipeline {
     /// One anomaly through the stages.
     pub fn process(&mut self, anomaly: &Anomaly) -> Outcome {
         self.latest_event_ms = self.latest_event_ms.max(anomaly.ts_ms);
+        self.latest_event_at = Some(Instant::now());
         let registry = self.registry.current();
         let Some(device) = registry.get(&anomaly.machine_id) else {
             tracing::warn!(machine = %anomaly.machine_id, "anomaly for a machine missing from the registry");
@@ -206,7 +222,8 @@ impl AlertPipeline {
             self.metrics.grouped.with_label_values(&[anomaly.detector]).inc();
         }
         let event = EventType::Anomaly;
-        let mut out = self.notify(alert, event, None);
+        let at = alert.updated_at_ms;
+        let mut out = self.notify(alert, event, None, at);
         out.grouped = grouped != Grouped::Opened;
         out
     }
@@ -279,7 +296,8 @@ impl AlertPipeline {
             Some(_) => "confirm the proposed service window with the manufacturer".into(),
             None => "call the manufacturer's service now: the failure may come before any planned window".into(),
         };
-        self.notify(alert, EventType::Forecast, proposal.as_ref())
+        let at = alert.updated_at_ms;
+        self.notify(alert, EventType::Forecast, proposal.as_ref(), at)
     }
 
     /// The maintenance window for a forecast, from the machine's schedule.
@@ -303,7 +321,9 @@ impl AlertPipeline {
     }
 
     /// Inhibit → silence → per channel: policy, dedup, seal; then one transaction.
-    fn notify(&mut self, alert: Alert, event: EventType, proposal: Option<&Proposal>) -> Outcome {
+    /// Sends `alert` through inhibit, silence and dedup to every party's
+    /// channel; silences are judged at `silence_at_ms`.
+    fn notify(&mut self, alert: Alert, event: EventType, proposal: Option<&Proposal>, silence_at_ms: i64) -> Outcome {
         let resolved = alert.state == AlertState::Resolved;
         let mut out = Outcome::default();
         if !resolved {
@@ -312,7 +332,7 @@ impl AlertPipeline {
                 tracing::debug!(alert = %alert.id, by = %src.id, "inhibited");
                 return self.muted(alert, "inhibit");
             }
-            match self.silencer.silenced_by(&self.store, &alert, alert.updated_at_ms) {
+            match self.silencer.silenced_by(&self.store, &alert, silence_at_ms) {
                 Ok(Some(s)) => {
                     tracing::debug!(alert = %alert.id, silence = %s.id, "silenced");
                     return self.muted(alert, "silence");
@@ -420,7 +440,8 @@ impl AlertPipeline {
             AlertClass::Forecast => EventType::Forecast,
             _ => EventType::Anomaly,
         };
-        self.notify(alert, event, None)
+        let at = alert.updated_at_ms;
+        self.notify(alert, event, None, at)
     }
 
     /// `larmor alerts resolve`: resolves an alert by id (prefix), sending its resolved notices.
@@ -460,7 +481,18 @@ impl AlertPipeline {
             return;
         }
         self.last_tick = Some(Instant::now());
-        let now = now_ms().max(self.latest_event_ms);
+        // Episodes end in event time: while anomalies keep coming (a backlog
+        // replayed after an outage is hours old) an episode is judged against
+        // the latest one seen; only when the input has been quiet for the
+        // group gap does the wall clock move time on.
+        let quiet = self
+            .latest_event_at
+            .is_none_or(|t| t.elapsed() >= self.config.group_gap);
+        let now = if quiet {
+            now_ms().max(self.latest_event_ms)
+        } else {
+            self.latest_event_ms
+        };
         // Episodes that ended: resolved, and told.
         let gap = self.config.group_gap.as_millis() as i64;
         for a in self.store.stale_alerts(now - gap).unwrap_or_default() {
@@ -477,7 +509,9 @@ impl AlertPipeline {
                 EventType::Anomaly
             };
             let proposal = a.forecast.clone().and_then(|f| self.propose(&f, &a.vendor.clone()));
-            self.notify(a, event, proposal.as_ref());
+            // Silences are judged by the wall clock: one that has ended lets the alert out.
+            let at = now_ms().max(a.updated_at_ms);
+            self.notify(a, event, proposal.as_ref(), at);
         }
         self.counting = true;
         let retention = self.config.notification_log_retention.as_millis() as i64;
@@ -502,7 +536,7 @@ impl AlertPipeline {
                 return;
             }
         };
-        for kind in due {
+        for (kind, run_ms) in due {
             let mut rows = Vec::new();
             for (party, payload) in self.digests.build(kind, &registry, &self.store, &self.forecasts, now) {
                 let Ok(spec) = self.delivery.channel(&party) else {
@@ -511,7 +545,8 @@ impl AlertPipeline {
                 if !spec.hooks.contains(&EventType::Digest) {
                     continue;
                 }
-                let key = crate::alert::stable_id(&[&spec.name, kind.name(), &now.to_string()]);
+                // Keyed by the cron time: a digest rebuilt after a crash is the same notice.
+                let key = crate::alert::stable_id(&[&spec.name, kind.name(), &run_ms.to_string()]);
                 let site = match &party {
                     Party::SiteAdmin(s) => s.clone(),
                     Party::Vendor(_) => String::new(),
@@ -520,9 +555,9 @@ impl AlertPipeline {
                     rows.push((r, None));
                 }
             }
-            match self.store.commit_notices(None, &rows, now) {
+            match self.store.commit_digest(kind.name(), run_ms, &rows, now) {
                 Ok(_) => rows.iter().for_each(|(r, _)| self.delivery.wake(&r.channel)),
-                Err(e) => tracing::error!(error = %e, "cannot queue digests"),
+                Err(e) => tracing::error!(error = %e, "cannot queue digests; they are built again at the next tick"),
             }
         }
     }
@@ -540,7 +575,12 @@ impl AlertPipeline {
     pub fn reload_schedules(&mut self) {
         self.schedules_read = Some(Instant::now());
         match Schedules::load_dir(&self.data.schedules()) {
-            Ok(s) => self.schedules = s,
+            Ok(s) => {
+                for why in &s.skipped {
+                    tracing::warn!(file = %why, "schedule file skipped; fix or remove it");
+                }
+                self.schedules = s;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the schedules; keeping the ones loaded before");
                 return;
@@ -556,7 +596,7 @@ impl AlertPipeline {
                 matchers: [("machine".to_string(), machine.to_string())].into(),
                 starts_at_ms: b.start_ms,
                 ends_at_ms: b.end_ms,
-                created_by: "schedule".into(),
+                created_by: crate::stages::MAINTENANCE_SILENCE_AUTHOR.into(),
                 comment: "planned maintenance".into(),
             };
             if let Err(e) = self.store.add_silence(&s) {

@@ -13,6 +13,13 @@ use std::path::Path;
 use std::time::Duration;
 
 const HOUR_MS: i64 = 3_600_000;
+/// A schedule file larger than this is refused (a year of a busy machine's
+/// bookings is a few MB).
+const MAX_SCHEDULE_BYTES: u64 = 64 << 20;
+/// Components nest three deep in a real calendar (VCALENDAR, VEVENT, VALARM);
+/// the iCalendar parser recurses per level, so deeper input is refused before
+/// it can exhaust the stack.
+const MAX_ICS_NESTING: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BookingKind {
@@ -46,10 +53,15 @@ pub enum ScheduleError {
 #[derive(Debug, Clone, Default)]
 pub struct Schedules {
     pub by_machine: BTreeMap<String, Vec<Booking>>,
+    /// Files that could not be read, each with why: they are skipped, the
+    /// others still count.
+    pub skipped: Vec<String>,
 }
 
 impl Schedules {
-    /// Every `<machine>.ics` and `*.csv` in `dir`; a missing directory is an empty schedule.
+    /// Every `<machine>.ics` and `*.csv` in `dir`; a missing directory is an
+    /// empty schedule. A file that cannot be read or parsed is skipped and
+    /// named in `skipped`; only an unreadable directory is an error.
     pub fn load_dir(dir: &Path) -> Result<Schedules, ScheduleError> {
         let mut s = Schedules::default();
         let entries = match std::fs::read_dir(dir) {
@@ -65,30 +77,17 @@ impl Schedules {
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for p in paths {
-            let io = |source| ScheduleError::Io {
-                path: p.display().to_string(),
-                source,
-            };
-            match p.extension().and_then(|e| e.to_str()) {
-                Some("ics") => {
-                    let machine = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-                    let text = std::fs::read_to_string(&p).map_err(io)?;
-                    let b = parse_ics(&text).map_err(|reason| ScheduleError::Parse {
-                        path: p.display().to_string(),
-                        reason,
-                    })?;
-                    s.by_machine.entry(machine).or_default().extend(b);
-                }
-                Some("csv") => {
-                    let text = std::fs::read_to_string(&p).map_err(io)?;
-                    for (m, b) in parse_csv(&text).map_err(|reason| ScheduleError::Parse {
-                        path: p.display().to_string(),
-                        reason,
-                    })? {
+            let ext = p.extension().and_then(|e| e.to_str());
+            if !matches!(ext, Some("ics" | "csv")) {
+                continue;
+            }
+            match read_schedule_file(&p) {
+                Ok(bookings) => {
+                    for (m, b) in bookings {
                         s.by_machine.entry(m).or_default().push(b);
                     }
                 }
-                _ => {}
+                Err(e) => s.skipped.push(e.to_string()),
             }
         }
         for v in s.by_machine.values_mut() {
@@ -111,12 +110,83 @@ impl Schedules {
     }
 }
 
+/// One schedule file's bookings, by machine: `<machine>.ics` or a CSV.
+fn read_schedule_file(p: &Path) -> Result<Vec<(String, Booking)>, ScheduleError> {
+    let path = p.display().to_string();
+    let io = |source| ScheduleError::Io {
+        path: path.clone(),
+        source,
+    };
+    let size = std::fs::metadata(p).map_err(io)?.len();
+    if size > MAX_SCHEDULE_BYTES {
+        return Err(ScheduleError::Parse {
+            path: path.clone(),
+            reason: format!("{size} bytes, more than the {MAX_SCHEDULE_BYTES} a schedule may have; split it"),
+        });
+    }
+    let text = std::fs::read_to_string(p).map_err(io)?;
+    let parse = |reason| ScheduleError::Parse {
+        path: path.clone(),
+        reason,
+    };
+    if p.extension().and_then(|e| e.to_str()) == Some("ics") {
+        let machine = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let b = parse_ics(&text).map_err(parse)?;
+        Ok(b.into_iter().map(|b| (machine.clone(), b)).collect())
+    } else {
+        parse_csv(&text).map_err(parse)
+    }
+}
+
+/// How deep `BEGIN:` components nest in an (unfolded) iCalendar text.
+fn ics_nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.len() >= 6 && line[..6].eq_ignore_ascii_case("BEGIN:") {
+            depth += 1;
+            deepest = deepest.max(depth);
+        } else if line.len() >= 4 && line[..4].eq_ignore_ascii_case("END:") {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    deepest
+}
+
 /// The booked, not cancelled, events of one iCalendar file.
 pub fn parse_ics(text: &str) -> Result<Vec<Booking>, String> {
+    let depth = ics_nesting(text);
+    if depth > MAX_ICS_NESTING {
+        return Err(format!(
+            "components nest {depth} deep (a calendar needs at most 3; the limit is {MAX_ICS_NESTING})"
+        ));
+    }
     let unfolded = icalendar::parser::unfold(text);
     let cal: icalendar::Calendar = icalendar::parser::read_calendar(&unfolded)?.into();
+    // A calendar may carry several revisions of one event (same UID, rising
+    // SEQUENCE: moved, then cancelled); only the latest counts.
+    let events: Vec<&icalendar::Event> = cal.events().collect();
+    let mut latest: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        if let Some(uid) = ev.get_uid() {
+            let seq = ev
+                .property_value("SEQUENCE")
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            let e = latest.entry(uid).or_insert((seq, i));
+            if seq >= e.0 {
+                *e = (seq, i);
+            }
+        }
+    }
     let mut out = Vec::new();
-    for ev in cal.events() {
+    for (i, ev) in events.iter().enumerate() {
+        if ev
+            .get_uid()
+            .is_some_and(|uid| latest.get(uid).is_some_and(|&(_, j)| j != i))
+        {
+            continue;
+        }
         if ev
             .property_value("STATUS")
             .is_some_and(|s| s.eq_ignore_ascii_case("CANCELLED"))
@@ -497,5 +567,54 @@ mod tests {
         let back = parse_ics(&v).unwrap();
         assert_eq!(back[0].kind, BookingKind::Maintenance);
         assert_eq!((back[0].start_ms, back[0].end_ms), (p.start_ms, p.end_ms));
+    }
+
+    #[test]
+    fn only_the_latest_revision_of_an_event_counts() {
+        let ev = |uid: &str, seq: u32, day: u32, status: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:{uid}\r\nSEQUENCE:{seq}\r\nDTSTART:202501{day:02}T080000Z\r\nDTEND:202501{day:02}T090000Z\r\nSTATUS:{status}\r\nEND:VEVENT\r\n"
+            )
+        };
+        let ics = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{}{}{}{}{}END:VCALENDAR\r\n",
+            ev("moved", 0, 6, "CONFIRMED"),
+            ev("cancelled", 0, 6, "CONFIRMED"),
+            ev("moved", 1, 8, "CONFIRMED"),
+            ev("cancelled", 1, 6, "CANCELLED"),
+            ev("kept", 0, 7, "CONFIRMED"),
+        );
+        let b = parse_ics(&ics).unwrap();
+        let got: Vec<(&str, i64)> = b
+            .iter()
+            .map(|b| (b.uid.as_str(), (b.start_ms - MONDAY) / HOUR_MS))
+            .collect();
+        assert_eq!(got, [("moved", 48 + 8), ("kept", 24 + 8)]);
+    }
+
+    #[test]
+    fn a_hostile_calendar_is_refused_and_skipped_while_the_others_load() {
+        // 100,000 nested components would overflow the parser's stack.
+        let deep = "BEGIN:VCALENDAR\r\n".repeat(100_000);
+        let err = parse_ics(&deep).unwrap_err();
+        assert!(err.contains("nest 100000 deep"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("BAD.ics"), &deep).unwrap();
+        std::fs::write(dir.path().join("ALSO-BAD.csv"), "machine_id,start\nM1,yesterday\n").unwrap();
+        std::fs::write(
+            dir.path().join("M1.ics"),
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20250106T080000Z\r\nDTEND:20250106T083000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .unwrap();
+        let s = Schedules::load_dir(dir.path()).unwrap();
+        assert_eq!(s.machine("M1").len(), 1);
+        assert!(s.machine("BAD").is_empty());
+        assert_eq!(s.skipped.len(), 2, "{:?}", s.skipped);
+        assert!(s.skipped.iter().any(|w| w.contains("BAD.ics") && w.contains("nest")));
+        assert!(
+            s.skipped
+                .iter()
+                .any(|w| w.contains("ALSO-BAD.csv") && w.contains("end"))
+        );
     }
 }

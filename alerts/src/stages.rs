@@ -87,6 +87,9 @@ impl Inhibitor {
     }
 }
 
+/// Who made the silences a planned maintenance visit brings.
+pub const MAINTENANCE_SILENCE_AUTHOR: &str = "schedule";
+
 /// Silences, reread from the store at most every `refresh` (so one made by
 /// `larmor alerts silence` applies within it).
 pub struct Silencer {
@@ -108,14 +111,21 @@ impl Silencer {
         self.read_at = None;
     }
 
-    /// The silence that mutes `alert` at `at_ms`, if any.
+    /// The silence that mutes `alert` at `at_ms`, if any. A planned maintenance
+    /// visit never mutes a life-safety alert.
     pub fn silenced_by(&mut self, store: &Store, alert: &Alert, at_ms: i64) -> Result<Option<Silence>, StoreError> {
         if self.read_at.is_none_or(|t| t.elapsed() >= self.refresh) {
             self.cached = store.silences(at_ms.min(chrono::Utc::now().timestamp_millis()))?;
             self.read_at = Some(std::time::Instant::now());
         }
         let labels = alert.labels();
-        Ok(self.cached.iter().find(|s| s.matches(&labels, at_ms)).cloned())
+        let life_safety = alert.is_life_safety();
+        Ok(self
+            .cached
+            .iter()
+            .filter(|s| !(life_safety && s.created_by == MAINTENANCE_SILENCE_AUTHOR))
+            .find(|s| s.matches(&labels, at_ms))
+            .cloned())
     }
 }
 

@@ -336,6 +336,28 @@ impl Store {
         notices: &[(OutboxRow, Option<(String, NflogEntry)>)],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        self.commit(alert, notices, None, now_ms)
+    }
+
+    /// In one transaction: a digest's notices and its run at `run_ms` (the cron
+    /// time), so a crash neither skips nor repeats it.
+    pub fn commit_digest(
+        &mut self,
+        name: &str,
+        run_ms: i64,
+        notices: &[(OutboxRow, Option<(String, NflogEntry)>)],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.commit(None, notices, Some((name, run_ms)), now_ms)
+    }
+
+    fn commit(
+        &mut self,
+        alert: Option<&Alert>,
+        notices: &[(OutboxRow, Option<(String, NflogEntry)>)],
+        digest_run: Option<(&str, i64)>,
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sql {
             path: path.clone(),
@@ -363,6 +385,14 @@ impl Store {
                 )
                 .map_err(err)?;
             }
+        }
+        if let Some((name, run_ms)) = digest_run {
+            tx.execute(
+                "INSERT INTO digests (name, last_run_ms) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET last_run_ms = ?2",
+                params![name, run_ms],
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(inserted)
@@ -417,6 +447,18 @@ impl Store {
     }
 
     /// Records a failed attempt: retried at `next_attempt_ms`, or dead when `None`.
+    /// Sends dead notices (of one channel, or all) again from now, with their
+    /// attempts reset; how many.
+    pub fn requeue_dead(&self, channel: Option<&str>, now_ms: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2, created_ms = ?2
+                 WHERE state = 'dead' AND (?1 IS NULL OR channel = ?1)",
+                params![channel, now_ms],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     pub fn mark_failed(&self, seq: i64, error: &str, next_attempt_ms: Option<i64>) -> Result<(), StoreError> {
         let (state, next) = match next_attempt_ms {
             Some(t) => ("pending", t),
@@ -428,6 +470,17 @@ impl Store {
                 params![seq, state, next, error],
             )
             .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The channels with notices waiting (pending), so a restart resumes them.
+    pub fn channels_with_pending(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT channel FROM outbox WHERE state = 'pending' ORDER BY channel")
+            .map_err(|e| self.err(e))?;
+        st.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))
     }
 

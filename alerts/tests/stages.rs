@@ -97,6 +97,9 @@ fn silences_mute_until_they_expire_and_planned_maintenance_silences_its_machine(
     let mut p = pipeline(dir.path(), config(dir.path()));
     let o = p.process(&anomaly("M1", "helium_level_pct", t, 0.6));
     assert_eq!(o.muted, Some("silence"));
+    // Oxygen is life safety: engineers in the room do not mute it.
+    let o = p.process(&anomaly("M1", "room_o2_pct", t, 0.9));
+    assert_eq!(o.muted, None);
     // An operator silence on M2 that ends 300 ms from now.
     p.store()
         .add_silence(&Silence {
@@ -116,7 +119,12 @@ fn silences_mute_until_they_expire_and_planned_maintenance_silences_its_machine(
     drop(p);
     let admin = opened(dir.path(), "admin/st-anne");
     let machines: Vec<&str> = admin.iter().map(|a| a["machine_id"].as_str().unwrap()).collect();
-    assert_eq!(machines, ["M2"], "M1 stays silenced by its maintenance");
+    assert_eq!(
+        machines,
+        ["M1", "M2"],
+        "M1's oxygen alert, then M2's after its silence ended"
+    );
+    assert_eq!(admin[0]["severity"], "critical");
 }
 
 #[test]
@@ -191,6 +199,25 @@ fn an_episode_without_new_anomalies_resolves_by_itself() {
 }
 
 #[test]
+fn a_backlog_replayed_hours_late_keeps_its_episode_open() {
+    // After an outage Larmor works through readings hours old: an episode is
+    // judged in event time, so it neither resolves nor reopens between them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(dir.path(), config(dir.path()));
+    let t0 = now_ms() - 3 * 3_600_000;
+    let first = p.process(&anomaly("M3", "water_inlet_c", t0, 0.9));
+    p.tick();
+    let second = p.process(&anomaly("M3", "water_inlet_c", t0 + 60_000, 0.9));
+    p.tick();
+    assert!(!first.sent_to.is_empty());
+    assert!(second.grouped, "the second anomaly joined the first one's alert");
+    drop(p);
+    let got = opened(dir.path(), "admin/north");
+    assert!(got.iter().all(|n| n["status"] == "firing"), "{got:?}");
+    assert_eq!(got.len(), 1);
+}
+
+#[test]
 fn a_dead_delivery_is_counted_and_raised_to_the_site_admin() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
@@ -226,6 +253,59 @@ fn a_dead_delivery_is_counted_and_raised_to_the_site_admin() {
     assert_eq!(dead.len(), 1, "{admin:#?}");
     assert_eq!(dead[0]["channel"], "manufacturer/aurora");
     assert!(opened(dir.path(), "admin/north").is_empty(), "only the site concerned");
+
+    // The receiver is fixed and the dead notice requeued: the next start delivers it.
+    std::fs::remove_file(dir.path().join("outbox/manufacturer/aurora")).unwrap();
+    let store = Store::open(&DataDir::new(dir.path()).alert_store()).unwrap();
+    assert_eq!(store.requeue_dead(Some("manufacturer/aurora"), now_ms()).unwrap(), 1);
+    assert_eq!(store.requeue_dead(Some("manufacturer/aurora"), now_ms()).unwrap(), 0);
+    let p = pipeline(dir.path(), config(dir.path()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while envelopes(dir.path(), "manufacturer/aurora").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requeued notice never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(p);
+    assert_eq!(opened(dir.path(), "manufacturer/aurora").len(), 1);
+}
+
+#[test]
+fn an_outage_fails_one_attempt_per_backoff_not_one_per_waiting_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    std::fs::create_dir_all(dir.path().join("outbox/manufacturer")).unwrap();
+    std::fs::write(dir.path().join("outbox/manufacturer/aurora"), b"not a directory").unwrap();
+    cfg.max_attempts = 0;
+    cfg.retry_initial = Duration::from_millis(300);
+    cfg.retry_max = Duration::from_millis(300);
+    // Ten aurora machines' alerts wait while the receiver is down.
+    let machines: Vec<String> = (0..10).map(|i| format!("A{i}")).collect();
+    let fleet = std::sync::Arc::new(
+        larmor_ingest::DeviceRegistry::new(machines.iter().map(|m| device(m, "st-anne", "aurora")).collect()).unwrap(),
+    );
+    let metrics = larmor_alerts::AlertMetrics::unregistered();
+    let mut p =
+        larmor_alerts::AlertPipeline::start(cfg, fleet.clone(), &DataDir::new(dir.path()), metrics.clone()).unwrap();
+    p.open_channels(&fleet);
+    for m in &machines {
+        p.process(&anomaly(m, "helium_level_pct", now_ms(), 0.6));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    drop(p);
+    let failed = metrics
+        .delivery
+        .failed
+        .with_label_values(&["manufacturer/aurora"])
+        .get();
+    // 700 ms at one attempt per 150-300 ms backoff: a handful, not ten per round.
+    assert!((1..=6).contains(&failed), "{failed} failed attempts");
+    assert_eq!(
+        metrics.delivery.dead.with_label_values(&["manufacturer/aurora"]).get(),
+        0
+    );
 }
 
 #[test]
@@ -276,4 +356,47 @@ fn a_forecast_proposes_a_window_to_the_admin_and_asks_the_vendor_for_service() {
         !text.contains("booked") && !text.contains("VEVENT") && !text.contains("st-anne"),
         "{text}"
     );
+}
+
+#[test]
+fn a_missed_digest_goes_out_once_for_its_cron_time_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.digest.vendor_forecast = "0 6 * * *".into();
+    cfg.digest.site_summary = String::new();
+    // The daily digest last ran two days ago: yesterday's and today's 06:00 were missed.
+    Store::open(&DataDir::new(dir.path()).alert_store())
+        .unwrap()
+        .set_digest_last_run("vendor_forecast", now_ms() - 2 * 86_400_000)
+        .unwrap();
+    let mut p = pipeline(dir.path(), cfg.clone());
+    p.tick();
+    p.tick();
+    drop(p);
+    let mut p = pipeline(dir.path(), cfg);
+    p.tick();
+    drop(p);
+    let digests = |channel: &str| -> Vec<serde_json::Value> {
+        opened(dir.path(), channel)
+            .into_iter()
+            .filter(|n| n["type"] == EventType::Digest.as_str())
+            .collect()
+    };
+    for vendor in ["manufacturer/aurora", "manufacturer/boreal"] {
+        let d = digests(vendor);
+        assert_eq!(d.len(), 1, "{vendor}: {d:#?}");
+        assert_eq!(d[0]["digest"], "vendor_forecast");
+    }
+    let run = Store::open(&DataDir::new(dir.path()).alert_store())
+        .unwrap()
+        .digest_last_run("vendor_forecast")
+        .unwrap()
+        .unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(run).unwrap();
+    assert_eq!(
+        at.format("%H:%M:%S").to_string(),
+        "06:00:00",
+        "recorded at its cron time"
+    );
+    assert!(now_ms() - run < 86_400_000);
 }

@@ -95,11 +95,9 @@ async fn whole_slice_on_the_embedded_cluster() {
     let outbox = &p.config.alerts.outbox;
     let signer = larmor_alerts::seal::load_verifying_key(&data.signing_key().with_extension("pub")).unwrap();
     let open = |channel: &str| -> Vec<serde_json::Value> {
-        let key = larmor_alerts::seal::RecipientSecret::load(
-            &data
-                .demo_recipient_keys()
-                .join(format!("{}.key", channel.replace('/', "-"))),
-        )
+        let key = larmor_alerts::seal::RecipientSecret::load(&data.demo_recipient_keys().join(
+            larmor_datadir::naming::with_suffix(&larmor_datadir::naming::channel_path(channel), "key"),
+        ))
         .unwrap();
         read_jsonl(&outbox.join(channel).join("events.jsonl"))
             .into_iter()

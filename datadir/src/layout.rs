@@ -17,7 +17,8 @@
 //!   service_history.csv service visits before a generated period
 //!   models/ audit/ keys/  forecasting models, the audit log, key material
 //!     keys/larmor-signing.{key,pub}   Larmor's Ed25519 key that signs every notice
-//!     keys/recipients/<channel>.{key,pub}  demo recipient key pairs (channels without a configured key)
+//!     keys/recipients/<channel>.{key,pub}  demo recipient key pairs (channels without a configured key;
+//!                                          <channel> is naming::channel_path, e.g. admin/st-anne)
 //! ```
 
 use crate::schema;

@@ -14,6 +14,46 @@ pub const PARQUET: &str = ".parquet";
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// An alert channel's name (`admin/<site>`, `manufacturer/<vendor>`) as a
+/// relative path (its outbox directory, its demo key's stem), safe whatever the
+/// registry calls a site or vendor: any character but ASCII letters, digits,
+/// `-` and `_` becomes `_`, and a part that needed that gets a short hash of
+/// its exact spelling, so two names never share a path and none leaves its
+/// directory.
+pub fn channel_path(channel: &str) -> PathBuf {
+    channel
+        .split('/')
+        .map(|part| {
+            let safe: String = part
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if safe == part && !part.is_empty() {
+                return safe;
+            }
+            // FNV-1a: stable across builds, unlike std's hasher.
+            let h = part.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("{safe}-{:08x}", h as u32)
+        })
+        .collect()
+}
+
+/// `path` with `.ext` added (not replacing what follows a `.` in the name).
+pub fn with_suffix(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
 /// UTC day number (days since 1970-01-01) of a millisecond timestamp.
 pub fn day_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(MS_PER_DAY)
@@ -182,6 +222,38 @@ pub fn has_data_files(dir: &Path, depth: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_paths_stay_inside_and_never_collide() {
+        assert_eq!(channel_path("admin/st-anne"), PathBuf::from("admin/st-anne"));
+        let odd = [
+            "admin/a/b",
+            "admin/a-b",
+            "admin/a_b",
+            "admin/..",
+            "admin/St Anne's",
+            "admin/st.anne",
+        ];
+        let paths: Vec<PathBuf> = odd.iter().map(|c| channel_path(c)).collect();
+        for p in &paths {
+            assert!(
+                p.components().all(|c| matches!(c, std::path::Component::Normal(_))),
+                "{p:?}"
+            );
+            assert!(
+                p.to_str()
+                    .unwrap()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+            );
+        }
+        let distinct: std::collections::BTreeSet<_> = paths.iter().collect();
+        assert_eq!(distinct.len(), paths.len(), "{paths:?}");
+        assert_eq!(
+            with_suffix(&channel_path("admin/st.anne"), "key").extension().unwrap(),
+            "key"
+        );
+    }
 
     #[test]
     fn partitions_are_utc_days() {

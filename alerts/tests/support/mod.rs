@@ -81,7 +81,10 @@ pub fn demo_key(dir: &Path, channel: &str) -> RecipientSecret {
     RecipientSecret::load(
         &DataDir::new(dir)
             .demo_recipient_keys()
-            .join(format!("{}.key", channel.replace('/', "-"))),
+            .join(larmor_datadir::naming::with_suffix(
+                &larmor_datadir::naming::channel_path(channel),
+                "key",
+            )),
     )
     .unwrap()
 }

@@ -70,6 +70,13 @@ pub enum AlertsCommand {
         #[arg(long)]
         expire: Option<String>,
     },
+    /// Send dead notices again (after their receiver is fixed): they go back to
+    /// pending with their attempts reset, and a running `larmor run` delivers them.
+    Requeue {
+        /// Only this channel's, e.g. `manufacturer/aurora`. Default: every channel's.
+        #[arg(long)]
+        channel: Option<String>,
+    },
 }
 
 fn data_dir(w: &Where) -> anyhow::Result<(DataDir, larmor::config::LarmorConfig)> {
@@ -209,16 +216,30 @@ pub fn alerts(cmd: AlertsCommand, w: Where) -> anyhow::Result<()> {
                 anyhow::bail!("say for how long: --for 4h (a silence always expires)");
             };
             let now = now_ms();
+            let Some(ends_at_ms) = i64::try_from(d.as_millis()).ok().and_then(|ms| now.checked_add(ms)) else {
+                anyhow::bail!(
+                    "--for {}: too long; give a duration of at most a few years",
+                    humantime::format_duration(d)
+                );
+            };
             let s = Silence {
                 id: larmor_alerts::alert::stable_id(&[&format!("{matchers:?}"), &now.to_string()])[..12].to_string(),
                 matchers,
                 starts_at_ms: now,
-                ends_at_ms: now + d.as_millis() as i64,
+                ends_at_ms,
                 created_by: by,
                 comment,
             };
             store.add_silence(&s)?;
             println!("silence {} until {} UTC", s.id, time(s.ends_at_ms));
+        }
+        AlertsCommand::Requeue { channel } => {
+            let store = open_store(&data)?;
+            let n = store.requeue_dead(channel.as_deref(), now_ms())?;
+            println!(
+                "{n} dead notice(s) back in the outbox{}; `larmor run` delivers them",
+                channel.map(|c| format!(" for {c}")).unwrap_or_default()
+            );
         }
     }
     Ok(())

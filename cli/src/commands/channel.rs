@@ -73,14 +73,18 @@ pub async fn channel(cmd: ChannelCommand) -> anyhow::Result<()> {
             } else {
                 text.lines().filter(|l| !l.trim().is_empty()).collect()
             };
-            let (mut ok, mut failed) = (0, 0);
+            let (mut ok, mut failed, mut repeats) = (0, 0, 0);
+            // At least once: a notice sent again (same id, its idempotency key) is shown once.
+            let mut seen = std::collections::HashSet::new();
             let mut stdout = std::io::stdout().lock();
             for (i, line) in events.iter().enumerate() {
                 let opened = serde_json::from_str::<CloudEvent>(line)
                     .map_err(|e| seal::SealError::Envelope(e.to_string()))
-                    .and_then(|ev| sk.open(&ev, &vk));
+                    .and_then(|ev| sk.open(&ev, &vk).map(|plain| (ev.id, plain)));
                 match opened {
-                    Ok(plain) => {
+                    Ok((id, _)) if seen.contains(&id) => repeats += 1,
+                    Ok((id, plain)) => {
+                        seen.insert(id);
                         ok += 1;
                         stdout.write_all(&plain)?;
                         stdout.write_all(b"\n")?;
@@ -90,6 +94,9 @@ pub async fn channel(cmd: ChannelCommand) -> anyhow::Result<()> {
                         eprintln!("{}: notice {}: {e}", file.display(), i + 1);
                     }
                 }
+            }
+            if repeats > 0 {
+                eprintln!("{repeats} repeated notice(s) (same idempotency key) shown once");
             }
             if failed > 0 {
                 anyhow::bail!("{failed} of {} notices could not be opened ({ok} opened)", ok + failed);
@@ -111,11 +118,20 @@ pub async fn channel(cmd: ChannelCommand) -> anyhow::Result<()> {
                     .open(&out)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?,
             );
+            // Keys of the notices stored, so a notice sent again is acknowledged, not stored twice.
+            let seen = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
             let handler = Arc::new(move |r: &tls::Received| {
+                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                if !r.idem_key.is_empty() && seen.contains(&r.idem_key) {
+                    return 200;
+                }
                 let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
                 // One line per notice; a write that fails is refused (the sender retries).
                 match writeln!(f, "{}", r.body.replace('\n', " ")).and_then(|_| f.sync_data()) {
-                    Ok(()) => 200,
+                    Ok(()) => {
+                        seen.insert(r.idem_key.clone());
+                        200
+                    }
                     Err(_) => 503,
                 }
             });
