@@ -7,7 +7,9 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X
 use axum::response::IntoResponse;
 use axum::routing::get;
 use larmor_dashboards::fleet::FleetState;
+use larmor_dashboards::open_alerts;
 use larmor_dashboards::status_page::{self, PageInfo};
+use larmor_datadir::DataDir;
 use larmor_metrics as names;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::net::SocketAddr;
@@ -23,11 +25,18 @@ pub struct MetricsServer {
 struct Served {
     registry: Registry,
     fleet: FleetState,
+    /// The data directory: the alerts store and the forecasts table.
+    data: DataDir,
 }
 
 async fn metrics(State(s): State<Served>) -> impl IntoResponse {
-    // Episodes older than the open window close, health scores follow.
-    s.fleet.refresh();
+    // New forecasts in the table, episodes older than the open window close, health scores follow.
+    let (fleet, data) = (s.fleet.clone(), s.data.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        fleet.follow_forecasts_table(&data);
+        fleet.refresh();
+    })
+    .await;
     let mut buf = Vec::new();
     // Encoding our own well-formed families cannot fail.
     let _ = TextEncoder::new().encode(&s.registry.gather(), &mut buf);
@@ -35,6 +44,18 @@ async fn metrics(State(s): State<Served>) -> impl IntoResponse {
 }
 
 async fn status(State(s): State<Served>) -> impl IntoResponse {
+    let (fleet, data) = (s.fleet.clone(), s.data.clone());
+    let (snapshot, alerts) = tokio::task::spawn_blocking(move || {
+        fleet.follow_forecasts_table(&data);
+        (fleet.snapshot(), open_alerts::read(&data))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            s.fleet.snapshot(),
+            open_alerts::OpenAlerts::Unreadable(format!("reading the alert store failed: {e}")),
+        )
+    });
     let r = &s.registry;
     let total = |name: &str| format_count(counter_total(r, name));
     let info = PageInfo {
@@ -48,8 +69,9 @@ async fn status(State(s): State<Served>) -> impl IntoResponse {
             ("notices delivered".into(), total(names::ALERTS.name)),
         ],
         refresh_seconds: 15,
+        forecasts_table: s.data.forecasts().display().to_string(),
     };
-    let html = status_page::render(&s.fleet.snapshot(), &info);
+    let html = status_page::render(&snapshot, &alerts, &info);
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -76,7 +98,12 @@ fn format_count(v: f64) -> String {
 
 /// Binds `listen` and serves `/metrics` and the status page `/` on the current
 /// tokio runtime.
-pub fn serve(listen: SocketAddr, registry: Registry, fleet: FleetState) -> anyhow::Result<MetricsServer> {
+pub fn serve(
+    listen: SocketAddr,
+    registry: Registry,
+    fleet: FleetState,
+    data: DataDir,
+) -> anyhow::Result<MetricsServer> {
     let std_listener = std::net::TcpListener::bind(listen).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen for /metrics and the status page on {listen}: {e}; set [metrics] listen to a free address (port 0 picks one)"
@@ -88,7 +115,7 @@ pub fn serve(listen: SocketAddr, registry: Registry, fleet: FleetState) -> anyho
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/", get(status))
-        .with_state(Served { registry, fleet });
+        .with_state(Served { registry, fleet, data });
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async {

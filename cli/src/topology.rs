@@ -21,8 +21,9 @@
 //! The fleet state (`larmor_dashboards::fleet`) watches the detect stage: it
 //! sees each frame before detection and each anomaly after it (on the detect
 //! thread), keeps the per-machine gauges current and feeds the status page that
-//! the `/metrics` endpoint serves at `/`. Forecasts reach it through
-//! [`FleetState::record_forecasts`].
+//! the `/metrics` endpoint serves at `/`, with the open alerts of the alerts
+//! store. Forecasts reach it from the `forecasts` table, read again whenever
+//! its files change (checked at each scrape and page view).
 //!
 //! The archive has priority: it is written by the source itself, before a
 //! frame goes on. Detection is local CPU work and may hold ingest back
@@ -88,8 +89,9 @@ pub struct Topology {
     pub metrics_server: MetricsServer,
     /// The simulated fleet, when the simulator runs.
     pub fleet: Option<LiveFleet>,
-    /// Per-machine state behind the fleet gauges and the status page; hand it
-    /// forecast refreshes with [`FleetState::record_forecasts`].
+    /// Per-machine state behind the fleet gauges and the status page; it follows
+    /// the `forecasts` table (a refresh may also hand it rows with
+    /// [`FleetState::record_forecasts`]).
     pub fleet_state: FleetState,
     started: Instant,
     stop_simulator: Arc<AtomicBool>,
@@ -145,7 +147,12 @@ impl Topology {
         let ingest_metrics = IngestMetrics::register(&metrics)?;
         let table_errors = larmor_metrics::TABLE_WRITE_ERRORS.int_counter_vec(&metrics)?;
         let fleet_state = FleetState::register(&metrics, devices.clone(), config.status.clone())?;
-        let metrics_server = metrics_http::serve(config.metrics.listen, metrics.clone(), fleet_state.clone())?;
+        let metrics_server = metrics_http::serve(
+            config.metrics.listen,
+            metrics.clone(),
+            fleet_state.clone(),
+            data.clone(),
+        )?;
 
         // The queues between the stages.
         let queues = QueueMetrics::register(&metrics)?;

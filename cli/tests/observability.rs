@@ -11,7 +11,9 @@ mod support;
 use larmor::config::LarmorConfig;
 use larmor::topology::Topology;
 use larmor_dashboards::fleet::forecast::ForecastRow;
+use larmor_dashboards::fleet::forecast_table;
 use larmor_dashboards::grafana;
+use larmor_datadir::{DataDir, DatedWriter, Table};
 use larmor_ingest::ChannelId;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -232,6 +234,7 @@ async fn dashboards_and_rules_evaluate_with_data_in_real_prometheus_and_the_stat
     cfg.archive.path = dir.path().join("archive");
     cfg.alerts.outbox = dir.path().join("outbox");
     cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    let data = DataDir::around(&cfg.archive.path);
     let mut p = Topology::start(cfg).await.unwrap();
     let larmor = p.metrics_addr();
     let machines: Vec<String> = p.registry.devices().iter().map(|d| d.machine_id.clone()).collect();
@@ -250,7 +253,6 @@ async fn dashboards_and_rules_evaluate_with_data_in_real_prometheus_and_the_stat
     let fleet_state = p.fleet_state.clone();
     tokio::task::block_in_place(|| {
         let prom = Prometheus::start(&prometheus_bin, &prom_dir, larmor);
-        // Scraped a few times before the first forecast refresh, so its histogram increases in range.
         let deadline = Instant::now() + Duration::from_secs(60);
         while prom
             .query("up{job=\"larmor\"} == 1")
@@ -264,12 +266,26 @@ async fn dashboards_and_rules_evaluate_with_data_in_real_prometheus_and_the_stat
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        std::thread::sleep(Duration::from_secs(3));
+        // A forecasting run, written to the forecasts table as the forecasting
+        // refresh writes it: the fleet state picks it up at the next scrape.
         let now = chrono::Utc::now().timestamp_millis();
-        let applied = fleet_state
-            .record_forecasts(&forecasts(&machines, now), Duration::from_millis(840))
-            .unwrap();
-        assert_eq!(applied.machines, 20);
+        let mut table = DatedWriter::new(&data, Table::Forecasts, forecast_table::to_batch);
+        for row in forecasts(&machines, now) {
+            table.push(row.issued_at_ms, row);
+        }
+        assert_eq!(table.flush().unwrap(), 20 * 3);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fleet_state
+            .snapshot()
+            .machines
+            .iter()
+            .filter(|m| m.forecast.is_some())
+            .count()
+            < 20
+        {
+            assert!(Instant::now() < deadline, "the forecasts table was not picked up");
+            std::thread::sleep(Duration::from_millis(250));
+        }
 
         // Every panel and rule expression returns data, eventually (rates need two
         // scrapes, consumer lag librdkafka's statistics every 5 s).

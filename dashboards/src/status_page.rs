@@ -3,9 +3,12 @@
 //! nothing else (its Content-Security-Policy, [`CONTENT_SECURITY_POLICY`],
 //! forbids it too). It shows the fleet table (health, latest key values, open
 //! episodes, P(failure), a trend of each machine's most telling channel), the
-//! open alerts and the forecasts.
+//! open alerts of the alerts store ([`crate::open_alerts`]) and the forecasts
+//! (from the `forecasts` table, through the fleet state).
 
-use crate::fleet::{FleetSnapshot, MachineView, OpenAnomaly, Trend, health, horizon_labels};
+use crate::fleet::{FleetSnapshot, MachineView, Trend, horizon_labels};
+use crate::open_alerts::OpenAlerts;
+use larmor_alerts::Alert;
 use std::fmt::Write;
 
 /// Sent with the page: nothing but its own inline style and `data:` images.
@@ -20,6 +23,8 @@ pub struct PageInfo {
     pub pipeline: Vec<(String, String)>,
     /// Seconds between automatic reloads (0: none).
     pub refresh_seconds: u32,
+    /// Where forecasts come from (the `forecasts` table's directory), said when there are none.
+    pub forecasts_table: String,
 }
 
 /// Escapes text for HTML content and quoted attribute values.
@@ -78,7 +83,7 @@ th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 svg{display:block}";
 
 /// The whole page.
-pub fn render(snapshot: &FleetSnapshot, info: &PageInfo) -> String {
+pub fn render(snapshot: &FleetSnapshot, alerts: &OpenAlerts, info: &PageInfo) -> String {
     let mut h = String::with_capacity(16 * 1024);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\">");
@@ -109,8 +114,8 @@ pub fn render(snapshot: &FleetSnapshot, info: &PageInfo) -> String {
         h.push_str("</p>");
     }
     fleet_table(&mut h, snapshot);
-    open_alerts(&mut h, snapshot);
-    forecasts(&mut h, snapshot);
+    open_alerts(&mut h, alerts);
+    forecasts(&mut h, snapshot, info);
     h.push_str("</body></html>\n");
     h
 }
@@ -233,71 +238,98 @@ fn sparkline(h: &mut String, t: &Trend) {
     );
 }
 
-fn open_alerts(h: &mut String, s: &FleetSnapshot) {
-    let window = humantime::format_duration(s.open_for);
-    let _ = write!(h, "<h2 id=\"alerts\">Open alerts ({})</h2>", s.open.len());
-    if s.open.is_empty() {
-        let _ = write!(
-            h,
-            "<p class=\"empty\">No open alerts: no anomaly episode started in the last {window}.</p>"
-        );
+fn open_alerts(h: &mut String, alerts: &OpenAlerts) {
+    let (alerts, truncated) = match alerts {
+        OpenAlerts::NoStore(path) => {
+            let _ = write!(
+                h,
+                "<h2 id=\"alerts\">Open alerts (0)</h2><p class=\"empty\">No open alerts: there is no alert \
+                 store yet ({}); the alerts pipeline makes it when it starts.</p>",
+                escape(&path.display().to_string())
+            );
+            return;
+        }
+        OpenAlerts::Unreadable(e) => {
+            let _ = write!(
+                h,
+                "<h2 id=\"alerts\">Open alerts (unknown)</h2><p class=\"bad\">The alert store cannot be read: {}</p>",
+                escape(e)
+            );
+            return;
+        }
+        OpenAlerts::Open { alerts, truncated } => (alerts, *truncated),
+    };
+    let _ = write!(
+        h,
+        "<h2 id=\"alerts\">Open alerts ({}{})</h2>",
+        alerts.len(),
+        if truncated { "+" } else { "" }
+    );
+    if alerts.is_empty() {
+        h.push_str("<p class=\"empty\">No open alerts: nothing is firing or acknowledged.</p>");
         return;
     }
-    let _ = write!(
-        h,
-        "<p class=\"meta\">Anomaly episodes that started in the last {window}, newest first (what the alerts \
-         pipeline notifies, before its deduplication).</p>"
-    );
     h.push_str(
-        "<table><thead><tr><th>Started</th><th>Machine</th><th>Site</th><th>Channel</th><th>Kind</th>\
-         <th>Severity</th><th>Value</th><th>Detector</th><th>What</th></tr></thead><tbody>",
+        "<p class=\"meta\">Firing and acknowledged alerts of the alert store (<code>larmor alerts list</code> \
+         shows the same), firing and critical first.</p>\
+         <table><thead><tr><th>Started</th><th>State</th><th>Severity</th><th>Machine</th><th>Site</th>\
+         <th>Class</th><th>Suspected mode</th><th>Anomalies</th><th>Summary</th><th>Action</th><th>Id</th>\
+         </tr></thead><tbody>",
     );
-    let site = |id: &str| {
-        s.machines
-            .iter()
-            .find(|m| m.device.machine_id == id)
-            .map(|m| m.device.site.clone())
-            .unwrap_or_default()
-    };
-    for a in s.open.iter().take(100) {
-        alert_row(h, a, &site(&a.machine_id));
+    for a in alerts {
+        alert_row(h, a);
     }
     h.push_str("</tbody></table>");
-    if s.open.len() > 100 {
-        let _ = write!(h, "<p class=\"meta\">… and {} older.</p>", s.open.len() - 100);
+    if truncated {
+        h.push_str("<p class=\"meta\">More are open: <code>larmor alerts list</code> lists them all.</p>");
     }
 }
 
-fn alert_row(h: &mut String, a: &OpenAnomaly, site: &str) {
-    let class = if a.severity >= 0.8 { "bad" } else { "warn" };
+fn alert_row(h: &mut String, a: &Alert) {
+    let class = if a.severity == larmor_alerts::Severity::Critical {
+        "bad"
+    } else {
+        "warn"
+    };
     let _ = write!(
         h,
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num {class}\">{:.2}</td>\
-         <td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-        time(a.ts_ms),
+        "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td class=\"num\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        time(a.starts_at_ms),
+        a.state.as_str(),
+        a.severity.as_str(),
         escape(&a.machine_id),
-        escape(site),
-        escape(a.channel),
-        health::kind_name(a.kind),
-        a.severity,
-        number(a.value),
-        escape(a.detector),
-        escape(&a.explanation)
+        escape(&a.site),
+        a.class.as_str(),
+        a.mode.map_or("-", |m| m.slug()),
+        a.anomalies,
+        escape(&a.summary),
+        escape(&a.action),
+        escape(a.id.get(..12).unwrap_or(&a.id))
     );
 }
 
-fn forecasts(h: &mut String, s: &FleetSnapshot) {
+fn forecasts(h: &mut String, s: &FleetSnapshot, info: &PageInfo) {
     h.push_str("<h2 id=\"forecasts\">Forecasts</h2>");
+    if let Some(problem) = &s.forecast_problem {
+        let _ = write!(h, "<p class=\"bad\">{}</p>", escape(problem));
+    }
     let with: Vec<&MachineView> = s.machines.iter().filter(|m| m.forecast.is_some()).collect();
     if with.is_empty() {
-        h.push_str(
-            "<p class=\"empty\">No forecasts yet: no forecast refresh has been handed to this run \
-             (forecasting is not wired into <code>larmor run</code> yet).</p>",
+        let _ = write!(
+            h,
+            "<p class=\"empty\">No forecasts: the forecasts table ({}) has no forecast for any machine of \
+             the fleet. Forecasts appear here once the forecasting refresh writes them.</p>",
+            escape(&info.forecasts_table)
         );
         return;
     }
     if let Some((at, rows)) = s.last_forecast_refresh {
-        let _ = write!(h, "<p class=\"meta\">Last refresh {} ({rows} rows).</p>", time(at));
+        let _ = write!(
+            h,
+            "<p class=\"meta\">Last read {} ({rows} rows of the latest runs).</p>",
+            time(at)
+        );
     }
     h.push_str("<table><thead><tr><th>Machine</th><th>Vendor</th>");
     for l in horizon_labels() {

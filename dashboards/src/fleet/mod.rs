@@ -1,7 +1,8 @@
 //! The fleet state: per machine of the device registry, its latest key values,
 //! a short trend of each, its open anomaly episodes, its latest forecast and its
 //! health score. `larmor run`'s topology feeds it (every frame and anomaly the
-//! detect stage handles, through [`Observed`]; forecasts through
+//! detect stage handles, through [`Observed`]; forecasts from the `forecasts`
+//! table through [`FleetState::follow_forecasts_table`], or handed over with
 //! [`FleetState::record_forecasts`]); it keeps the per-machine gauges of
 //! `larmor-metrics` current and gives the status page a [`FleetSnapshot`].
 //!
@@ -9,6 +10,7 @@
 //! points, at most [`OPEN_PER_MACHINE`] open episodes, one forecast.
 
 pub mod forecast;
+pub mod forecast_table;
 pub mod health;
 
 use forecast::{ForecastError, ForecastRow, MachineForecast, horizon_label};
@@ -102,6 +104,9 @@ struct Inner {
     machines: BTreeMap<String, Machine>,
     /// When the last forecast refresh was handed over, and its row count.
     last_refresh: Option<(i64, usize)>,
+    /// The forecasts table's files when it was last read, and what reading it said.
+    table_seen: Option<forecast_table::Signature>,
+    table_problem: Option<String>,
 }
 
 /// The shared fleet state (cheap to clone).
@@ -148,6 +153,8 @@ pub struct FleetSnapshot {
     pub open: Vec<OpenAnomaly>,
     pub open_for: Duration,
     pub last_forecast_refresh: Option<(i64, usize)>,
+    /// What reading the forecasts table last said, when it was not clean.
+    pub forecast_problem: Option<String>,
 }
 
 /// Same `larmor_machine_info` labels (a new key or firmware keeps the machine's state).
@@ -198,6 +205,8 @@ impl FleetState {
                 seen: None,
                 machines: BTreeMap::new(),
                 last_refresh: None,
+                table_seen: None,
+                table_problem: None,
             })),
             keys: Arc::new(keys),
             gauges: Arc::new(gauges),
@@ -387,6 +396,53 @@ impl FleetState {
     /// horizon or probability refuses the whole refresh, and the last one stays.
     pub fn record_forecasts(&self, rows: &[ForecastRow], took: Duration) -> Result<ForecastApplied, ForecastError> {
         forecast::validate(rows)?;
+        let applied = self.apply_forecasts(rows);
+        self.gauges.refresh.observe(took.as_secs_f64());
+        Ok(applied)
+    }
+
+    /// Follows the `forecasts` table of `data`: when its newest files changed
+    /// since the last call, each machine's latest run replaces the fleet's
+    /// forecasts (rows the fleet cannot take are skipped, see
+    /// [`forecast_table`]). A table that cannot be read keeps the last forecasts
+    /// and is reported on the status page. Cheap when nothing changed (a
+    /// directory listing): called before each scrape and page.
+    pub fn follow_forecasts_table(&self, data: &larmor_datadir::DataDir) {
+        let sig = forecast_table::signature(data);
+        if let Ok(sig) = &sig
+            && lock(&self.inner).table_seen.as_ref() == Some(sig)
+        {
+            return;
+        }
+        let read = sig.and_then(|sig| forecast_table::read(&sig).map(|t| (sig, t)));
+        match read {
+            Ok((sig, t)) => {
+                if !sig.is_empty() || lock(&self.inner).last_refresh.is_some() {
+                    self.apply_forecasts(&t.rows);
+                }
+                let mut inner = lock(&self.inner);
+                inner.table_seen = Some(sig);
+                inner.table_problem = (t.skipped > 0).then(|| {
+                    format!(
+                        "{} rows of the latest runs skipped: horizon not 24h/72h/7d, or probability outside 0..1",
+                        t.skipped
+                    )
+                });
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let mut inner = lock(&self.inner);
+                if inner.table_problem.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(error = %e, "forecasts table not read; the last forecasts stay");
+                }
+                inner.table_seen = None;
+                inner.table_problem = Some(e);
+            }
+        }
+    }
+
+    /// Replaces the fleet's forecasts with these (valid) rows.
+    fn apply_forecasts(&self, rows: &[ForecastRow]) -> ForecastApplied {
         let mut by_machine: BTreeMap<&str, Vec<&ForecastRow>> = BTreeMap::new();
         for r in rows {
             by_machine.entry(r.machine_id.as_str()).or_default().push(r);
@@ -424,14 +480,13 @@ impl FleetState {
             m.update(now, open_for);
         }
         inner.last_refresh = Some((now, rows.len()));
-        g.refresh.observe(took.as_secs_f64());
         if !unknown_machines.is_empty() {
             tracing::warn!(machines = ?unknown_machines, "forecasts for machines not in the device registry ignored");
         }
-        Ok(ForecastApplied {
+        ForecastApplied {
             machines,
             unknown_machines,
-        })
+        }
     }
 
     /// The whole fleet as the status page shows it.
@@ -470,6 +525,7 @@ impl FleetState {
             open,
             open_for,
             last_forecast_refresh: inner.last_refresh,
+            forecast_problem: inner.table_problem.clone(),
         }
     }
 }

@@ -413,3 +413,76 @@ fn the_observed_transform_feeds_the_fleet_and_times_detection() {
         h.get_sample_sum()
     );
 }
+
+#[test]
+fn forecasts_follow_the_forecasts_table() {
+    use larmor_datadir::{DataDir, DatedWriter, Table};
+    let (r, _, f) = setup(&["A", "B"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let p = |m: &str, h: &str| {
+        value(
+            &r,
+            "larmor_machine_failure_probability",
+            &[("machine", m), ("horizon", h)],
+        )
+    };
+
+    // No table: no forecasts, nothing to report.
+    f.follow_forecasts_table(&data);
+    assert_eq!(p("A", "7d"), None);
+    assert!(f.snapshot().forecast_problem.is_none());
+
+    let write = |rows: &[ForecastRow]| {
+        let mut w = DatedWriter::new(&data, Table::Forecasts, forecast_table::to_batch);
+        for r in rows {
+            w.push(r.issued_at_ms, r.clone());
+        }
+        w.flush().unwrap();
+    };
+    write(&[row("A", 0.7, 168, Some(9_000_000)), row("B", 0.1, 24, None)]);
+    f.follow_forecasts_table(&data);
+    assert_eq!(p("A", "7d"), Some(0.7));
+    assert_eq!(p("B", "24h"), Some(0.1));
+    let snap = f.snapshot();
+    assert_eq!(snap.machines.iter().filter(|m| m.forecast.is_some()).count(), 2);
+    let refreshes = r
+        .gather()
+        .iter()
+        .find(|m| m.name() == "larmor_forecast_refresh_duration_seconds")
+        .map(|m| m.get_metric()[0].get_histogram().get_sample_count());
+    assert_eq!(
+        refreshes,
+        Some(0),
+        "reading the table is not a refresh: nothing observed"
+    );
+
+    // A later run of A replaces A's; B keeps its run.
+    let mut later = row("A", 0.2, 168, None);
+    later.issued_at_ms += 60_000;
+    write(&[later]);
+    f.follow_forecasts_table(&data);
+    assert_eq!(p("A", "7d"), Some(0.2));
+    assert_eq!(
+        value(
+            &r,
+            "larmor_machine_predicted_failure_timestamp_seconds",
+            &[("machine", "A")]
+        ),
+        None
+    );
+    assert_eq!(p("B", "24h"), Some(0.1));
+
+    // A file that is not Parquet: reported, the last forecasts stay.
+    let day = std::fs::read_dir(data.forecasts())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(day.join("forecasts-broken.parquet"), b"no").unwrap();
+    f.follow_forecasts_table(&data);
+    assert_eq!(p("A", "7d"), Some(0.2));
+    let problem = f.snapshot().forecast_problem.unwrap();
+    assert!(problem.contains("forecasts-broken.parquet"), "{problem}");
+}

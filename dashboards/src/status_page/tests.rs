@@ -1,6 +1,8 @@
 use super::*;
 use crate::fleet::forecast::ForecastRow;
 use crate::fleet::{FleetState, StatusConfig};
+use crate::open_alerts::OpenAlerts;
+use larmor_alerts::Alert;
 use larmor_analytics::{Anomaly, AnomalyKind};
 use larmor_ingest::{ChannelId, Device, DeviceRegistry, Frame, Sample, SharedRegistry, Stream};
 use prometheus::Registry;
@@ -50,6 +52,7 @@ fn info() -> PageInfo {
         generated_ms: 1_764_000_000_000,
         pipeline: vec![("readings ingested".into(), "42".into())],
         refresh_seconds: 15,
+        forecasts_table: "/data/forecasts".into(),
     }
 }
 
@@ -70,7 +73,7 @@ fn references(html: &str) -> Vec<String> {
 fn the_page_lists_machines_alerts_and_says_when_there_is_no_forecast() {
     let f = fleet();
     helium_frames(&f, "MRI-0001", 60.0);
-    f.observe_anomalies(&[Anomaly {
+    let anomaly = Anomaly {
         machine_id: "MRI-0001".into(),
         stream: Stream::Temperature,
         channels: vec!["helium_level_pct"],
@@ -80,16 +83,30 @@ fn the_page_lists_machines_alerts_and_says_when_there_is_no_forecast() {
         detector: "threshold",
         kind: AnomalyKind::MachineHealth,
         explanation: "helium_level_pct 31 < alarm 40 <b>".into(),
-    }]);
-    let html = render(&f.snapshot(), &info());
+    };
+    f.observe_anomalies(std::slice::from_ref(&anomaly));
+    let device = f.snapshot().machines[0].device.clone();
+    let alerts = OpenAlerts::Open {
+        alerts: vec![Alert::open(&anomaly, &device)],
+        truncated: false,
+    };
+    let html = render(&f.snapshot(), &alerts, &info());
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("<td>MRI-0001</td>") && html.contains("<td>MRI-0002</td>"));
     assert!(html.contains("St &lt;Anne&gt; &amp; co"), "text is escaped");
     assert!(html.contains("alarm 40 &lt;b&gt;"), "explanations are escaped");
     assert!(!html.contains("40 <b>") && !html.contains("<Anne>"));
     assert!(html.contains("Open alerts (1)"));
-    assert!(html.contains("threshold"));
-    assert!(html.contains("No forecasts yet"));
+    let open = &html[html.find("id=\"alerts\"").unwrap()..html.find("id=\"forecasts\"").unwrap()];
+    assert!(
+        open.contains("<td>firing</td><td class=\"bad\">critical</td><td>MRI-0001</td>"),
+        "{open}"
+    );
+    assert!(
+        open.contains("helium_level_pct"),
+        "the summary names the channel: {open}"
+    );
+    assert!(html.contains("No forecasts: the forecasts table (/data/forecasts) has no forecast"));
     assert!(html.contains("<polyline"), "MRI-0001 has a trend");
     assert!(html.contains("no data yet"), "MRI-0002 has none");
     assert!(html.contains("readings ingested: <b>42</b>"));
@@ -119,12 +136,12 @@ fn forecasts_are_listed_most_likely_first() {
         Duration::from_millis(5),
     )
     .unwrap();
-    let html = render(&f.snapshot(), &info());
+    let html = render(&f.snapshot(), &OpenAlerts::NoStore("alerts.db".into()), &info());
     let forecasts = &html[html.find("id=\"forecasts\"").unwrap()..];
     let (a, b) = (forecasts.find("MRI-0002").unwrap(), forecasts.find("MRI-0001").unwrap());
     assert!(a < b, "87 % before 12 %");
     assert!(forecasts.contains("87 %") && forecasts.contains("helium_leak") && forecasts.contains("2027-01-15"));
-    assert!(forecasts.contains("Last refresh"));
+    assert!(forecasts.contains("Last read"));
 }
 
 #[test]
@@ -136,8 +153,18 @@ fn an_empty_fleet_says_so() {
         StatusConfig::default(),
     )
     .unwrap();
-    let html = render(&f.snapshot(), &PageInfo::default());
+    let html = render(
+        &f.snapshot(),
+        &OpenAlerts::NoStore("/d/alerts.db".into()),
+        &PageInfo::default(),
+    );
     assert!(html.contains("No machine is enrolled"));
-    assert!(html.contains("No open alerts"));
+    assert!(html.contains("No open alerts: there is no alert store yet (/d/alerts.db)"));
+    let html = render(
+        &f.snapshot(),
+        &OpenAlerts::Unreadable("alert store /d/alerts.db: file is not a database".into()),
+        &PageInfo::default(),
+    );
+    assert!(html.contains("Open alerts (unknown)") && html.contains("file is not a database"));
     assert!(!html.contains("http-equiv=\"refresh\""));
 }
