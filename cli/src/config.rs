@@ -23,6 +23,7 @@ pub struct LarmorConfig {
     pub detect: DetectConfig,
     pub alerts: AlertsConfig,
     pub metrics: MetricsConfig,
+    pub status: StatusConfig,
     pub run: RunConfig,
 }
 
@@ -79,11 +80,15 @@ impl Default for SimulatorConfig {
 /// Detector settings, `[detect.*]`: owned by analytics, which builds the detectors from it.
 pub use larmor_analytics::detect::DetectConfig;
 
-/// The Prometheus endpoint.
+/// The status page and the per-machine gauges, `[status]`: owned by the dashboards crate.
+pub use larmor_dashboards::fleet::StatusConfig;
+
+/// The Prometheus endpoint, which also serves the status page at `/`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of `/metrics`; port 0 picks a free port.
+    /// Address of `/metrics` and of the status page (`/`); port 0 picks a free
+    /// port. Loopback by default: the page shows every machine's site and state.
     pub listen: SocketAddr,
 }
 

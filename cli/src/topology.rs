@@ -18,6 +18,13 @@
 //!                                        file outbox, mTLS webhook or Kafka; retries with backoff
 //! ```
 //!
+//! The fleet state (`larmor_dashboards::fleet`) watches the detect stage: it
+//! sees each frame before detection and each anomaly after it (on the detect
+//! thread), keeps the per-machine gauges current and feeds the status page that
+//! the `/metrics` endpoint serves at `/`, with the open alerts of the alerts
+//! store. Forecasts reach it from the `forecasts` table, read again whenever
+//! its files change (checked at each scrape and page view).
+//!
 //! The archive has priority: it is written by the source itself, before a
 //! frame goes on. Detection is local CPU work and may hold ingest back
 //! (`larmor_queue_blocked_seconds_total{queue="detect"}`); alert delivery may
@@ -38,6 +45,7 @@ use larmor_alerts::{AlertMetrics, AlertPipeline};
 use larmor_analytics::detect::warm;
 use larmor_analytics::stages::{AnomalyTableSink, DetectStage};
 use larmor_analytics::{Anomaly, DetectorSet};
+use larmor_dashboards::fleet::{FleetState, Observed};
 use larmor_datadir::DataDir;
 use larmor_datasets::live::{LiveConfig, LiveFleet};
 use larmor_datasets::{Fleet, Simulator, Tally};
@@ -45,7 +53,7 @@ use larmor_ingest::kafka::EmbeddedKafka;
 use larmor_ingest::metrics::IngestMetrics;
 use larmor_ingest::publish::FramePublisher;
 use larmor_ingest::source::{IngestError, KafkaSource, SourceReport, SourceSettings, SourceWorkers};
-use larmor_ingest::{DeviceRegistry, Frame, RegistryWatch};
+use larmor_ingest::{DeviceRegistry, Frame, RegistryWatch, SharedRegistry};
 use larmor_stage::{QueueMetrics, Source, Tee, WhenFull, queue, spawn_sink, spawn_transform};
 use prometheus::Registry;
 use std::net::SocketAddr;
@@ -79,7 +87,12 @@ pub struct Topology {
     pub registry: Arc<DeviceRegistry>,
     pub metrics: Registry,
     pub metrics_server: MetricsServer,
+    /// The simulated fleet, when the simulator runs.
     pub fleet: Option<LiveFleet>,
+    /// Per-machine state behind the fleet gauges and the status page; it follows
+    /// the `forecasts` table (a refresh may also hand it rows with
+    /// [`FleetState::record_forecasts`]).
+    pub fleet_state: FleetState,
     started: Instant,
     stop_simulator: Arc<AtomicBool>,
     stop_ingest: Arc<AtomicBool>,
@@ -125,12 +138,21 @@ impl Topology {
             .map(|p| RegistryWatch::new(p, config.registry.watch_interval));
         let registry = Arc::new(load_registry(&config, fleet.as_ref(), &data)?);
 
-        // Metrics, and `/metrics` on the caller's runtime.
+        // The registry in force, shared by ingest, alerts and the fleet state as it is reloaded.
+        let devices = SharedRegistry::new(registry.clone());
+
+        // Metrics, the fleet state, and `/metrics` and the status page on the caller's runtime.
         let metrics = Registry::new();
         larmor_metrics::register_build_info(&metrics, env!("CARGO_PKG_VERSION"))?;
         let ingest_metrics = IngestMetrics::register(&metrics)?;
         let table_errors = larmor_metrics::TABLE_WRITE_ERRORS.int_counter_vec(&metrics)?;
-        let metrics_server = metrics_http::serve(config.metrics.listen, metrics.clone())?;
+        let fleet_state = FleetState::register(&metrics, devices.clone(), config.status.clone())?;
+        let metrics_server = metrics_http::serve(
+            config.metrics.listen,
+            metrics.clone(),
+            fleet_state.clone(),
+            data.clone(),
+        )?;
 
         // The queues between the stages.
         let queues = QueueMetrics::register(&metrics)?;
@@ -149,7 +171,7 @@ impl Topology {
                 trust: config.trust.clone(),
                 drain_timeout: run.drain_timeout,
             },
-            registry.clone(),
+            devices,
             ingest_metrics,
             SourceWorkers::start(&config.trust, cores())?,
         )?;
@@ -184,7 +206,7 @@ impl Topology {
         }
         let detect = spawn_transform(
             "detect",
-            DetectStage::new(detectors, &metrics)?,
+            Observed::new(DetectStage::new(detectors, &metrics)?, fleet_state.clone(), &metrics)?,
             frames_in,
             Tee(vec![to_table, to_alerts]),
         )?;
@@ -239,6 +261,7 @@ impl Topology {
             metrics,
             metrics_server,
             fleet,
+            fleet_state,
             started: Instant::now(),
             stop_simulator,
             stop_ingest,

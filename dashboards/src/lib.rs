@@ -1,48 +1,13 @@
-//! Larmor dashboards: the Grafana dashboards shipped with Larmor (today one,
-//! the pipeline overview), checked against the metrics the pipeline exports
-//! (the list in `larmor-metrics`).
+//! Larmor's observability beyond the metric list (`larmor-metrics`):
+//!
+//! - [`fleet`]: the fleet state `larmor run` feeds (latest key values, open
+//!   anomalies, forecasts, health score per machine) and the per-machine gauges;
+//! - [`open_alerts`]: the open alerts of the alerts store, as the page lists them;
+//! - [`status_page`]: the HTML status page served at `/`;
+//! - the Grafana dashboards (`grafana/`) and Prometheus rules (`prometheus/`)
+//!   shipped with Larmor, and their checks against the exported metrics.
 
-/// The pipeline overview dashboard (Grafana JSON model).
-pub const OVERVIEW: &str = include_str!("../grafana/larmor-overview.json");
-
-/// (file name, JSON) of every shipped dashboard.
-pub fn dashboards() -> Vec<(&'static str, &'static str)> {
-    vec![("larmor-overview.json", OVERVIEW)]
-}
-
-/// Metric names used by a dashboard's panel queries.
-pub fn metrics_used(dashboard_json: &str) -> Result<Vec<String>, serde_json::Error> {
-    let v: serde_json::Value = serde_json::from_str(dashboard_json)?;
-    let mut out = Vec::new();
-    for panel in v["panels"].as_array().into_iter().flatten() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap_or_default();
-            let mut rest = expr;
-            while let Some(i) = rest.find("larmor_") {
-                let name: String = rest[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                rest = &rest[i + name.len()..];
-                out.push(name);
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dashboards_only_use_exported_metrics() {
-        for (name, json) in dashboards() {
-            let used = metrics_used(json).unwrap();
-            assert!(!used.is_empty(), "{name} queries nothing");
-            for m in used {
-                assert!(larmor_metrics::find(&m).is_some(), "{name} uses unknown metric {m}");
-            }
-        }
-    }
-}
+pub mod fleet;
+pub mod grafana;
+pub mod open_alerts;
+pub mod status_page;

@@ -69,6 +69,8 @@ pub struct FlushStats {
     pub rows: usize,
     /// Rows per stream, indexed by [`Stream::index`].
     pub rows_by_stream: [usize; 3],
+    /// Size of the files written.
+    pub bytes: u64,
 }
 
 /// A data file written and fsynced under its temporary name, not yet visible.
@@ -78,6 +80,7 @@ pub struct StagedFile {
     pub rel_path: String,
     pub rows: usize,
     pub stream: Stream,
+    pub bytes: u64,
 }
 
 /// `<hostname>-<pid>`, reduced to characters safe in file names.
@@ -247,6 +250,7 @@ pub fn publish(root: &Path, staged: &[StagedFile]) -> std::io::Result<FlushStats
         stats.files += 1;
         stats.rows += f.rows;
         stats.rows_by_stream[f.stream.index()] += f.rows;
+        stats.bytes += f.bytes;
     }
     Ok(stats)
 }
@@ -289,13 +293,16 @@ impl Flush {
             let rel_dir = naming::archive_partition(part.key.0, part.key.1.as_str());
             let dir = self.root.join(&rel_dir);
             durable::create_dirs(&self.root, Path::new(&rel_dir))?;
-            let rows = self.write_part(&dir.join(naming::temp_name(&part.name)), &part.buf, &rank)?;
+            let temp = dir.join(naming::temp_name(&part.name));
+            let rows = self.write_part(&temp, &part.buf, &rank)?;
+            let bytes = std::fs::metadata(&temp)?.len();
             // The staged name must survive a power cut once a manifest names it.
             durable::sync_dir(&dir)?;
             Ok(StagedFile {
                 rel_path: format!("{rel_dir}/{}", part.name),
                 rows,
                 stream: part.key.1,
+                bytes,
             })
         };
         let threads = std::thread::available_parallelism()
@@ -443,7 +450,8 @@ mod tests {
             FlushStats {
                 files: 2,
                 rows: 4,
-                rows_by_stream: [4, 0, 0]
+                rows_by_stream: [4, 0, 0],
+                bytes: stats.bytes,
             }
         );
         assert_eq!(w.buffered_rows(), 0);
@@ -464,6 +472,12 @@ mod tests {
         assert_eq!(machines.iter().flatten().collect::<Vec<_>>(), vec!["A", "A", "B"]);
         assert_eq!(ts.values().to_vec(), vec![day1 + 1, day1 + 9, day1 + 5]);
         assert!(dir.path().join("date=2025-11-29/stream=temperature").is_dir());
+        let on_disk: u64 = ["date=2025-11-28", "date=2025-11-29"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(dir.path().join(d).join("stream=temperature")).unwrap())
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(stats.bytes, on_disk, "bytes counts the published files");
     }
 
     /// The staged file is exactly what sorting every row by (machine id, time,

@@ -1,7 +1,7 @@
 //! The handles of ingest's Prometheus metrics (defined in `larmor-metrics`),
 //! registered in the registry the caller serves on `/metrics`.
 
-use prometheus::{IntCounter, IntCounterVec, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
 /// Counters for everything that enters Larmor.
 #[derive(Clone)]
@@ -10,9 +10,12 @@ pub struct IngestMetrics {
     pub readings: IntCounterVec,
     pub archived: IntCounterVec,
     pub archive_files: IntCounter,
+    pub archive_bytes: IntCounter,
     pub dead_letters: IntCounterVec,
     pub commits: IntCounter,
     pub consumer_errors: IntCounter,
+    /// Per assigned partition, from librdkafka's statistics.
+    pub consumer_lag: IntGaugeVec,
     pub duplicates_skipped: IntCounter,
     /// Registry file reloads while running, by result (`ok`, `error`).
     pub registry_reloads: IntCounterVec,
@@ -26,9 +29,11 @@ impl IngestMetrics {
             readings: defs::INGEST_READINGS.int_counter_vec(r)?,
             archived: defs::ARCHIVE_READINGS.int_counter_vec(r)?,
             archive_files: defs::ARCHIVE_FILES.int_counter(r)?,
+            archive_bytes: defs::ARCHIVE_BYTES.int_counter(r)?,
             dead_letters: defs::DLQ_MESSAGES.int_counter_vec(r)?,
             commits: defs::KAFKA_COMMITS.int_counter(r)?,
             consumer_errors: defs::KAFKA_CONSUMER_ERRORS.int_counter(r)?,
+            consumer_lag: defs::KAFKA_CONSUMER_LAG.int_gauge_vec(r)?,
             duplicates_skipped: defs::INGEST_DUPLICATES_SKIPPED.int_counter(r)?,
             registry_reloads: defs::REGISTRY_RELOADS.int_counter_vec(r)?,
         };

@@ -6,11 +6,15 @@
 //!
 //! Names follow Prometheus conventions (base units in the name, `_total` on
 //! counters). Label values are bounded: streams, reasons, detectors, channels
-//! of the catalogue, delivery channels, queues.
+//! of the catalogue, delivery channels, queues, the topics' partitions, and per
+//! machine at most machines x a fixed set (the key channels are one family each,
+//! `kind` has three values, `horizon` the three of [`FORECAST_HORIZONS`]). The
+//! `machine` label only takes ids of the device registry: frames of any other
+//! machine are dead-lettered before they reach the fleet state.
 
 use prometheus::{
-    Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// What kind of series a metric is.
@@ -21,6 +25,18 @@ pub enum Kind {
     Histogram,
 }
 
+/// When a family's series exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// From start-up (counters at zero, one series per registered machine, ...).
+    FromStart,
+    /// Only once there is a value to report: a machine's latest helium level
+    /// after its first frame, a forecast once one was made, consumer lag once
+    /// librdkafka's first statistics arrive. No series is Prometheus' way of
+    /// saying "no value"; the string says what brings the first one.
+    OncePopulated(&'static str),
+}
+
 /// One metric family's definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metric {
@@ -28,6 +44,7 @@ pub struct Metric {
     pub help: &'static str,
     pub kind: Kind,
     pub labels: &'static [&'static str],
+    pub presence: Presence,
 }
 
 const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
@@ -36,6 +53,7 @@ const fn counter(name: &'static str, labels: &'static [&'static str], help: &'st
         help,
         kind: Kind::Counter,
         labels,
+        presence: Presence::FromStart,
     }
 }
 
@@ -45,6 +63,27 @@ const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'stat
         help,
         kind: Kind::Gauge,
         labels,
+        presence: Presence::FromStart,
+    }
+}
+
+const fn histogram(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        help,
+        kind: Kind::Histogram,
+        labels: &[],
+        presence: Presence::FromStart,
+    }
+}
+
+impl Metric {
+    /// The same definition, its series present only once populated (see [`Presence`]).
+    const fn once_populated(self, by: &'static str) -> Metric {
+        Metric {
+            presence: Presence::OncePopulated(by),
+            ..self
+        }
     }
 }
 
@@ -70,6 +109,11 @@ pub const ARCHIVE_FILES: Metric = counter(
     &[],
     "Parquet files written to the archive",
 );
+pub const ARCHIVE_BYTES: Metric = counter(
+    "larmor_archive_bytes_total",
+    &[],
+    "Bytes of the Parquet files written to the archive",
+);
 pub const DLQ_MESSAGES: Metric = counter(
     "larmor_dlq_messages_total",
     &["reason"],
@@ -85,6 +129,12 @@ pub const KAFKA_CONSUMER_ERRORS: Metric = counter(
     &[],
     "Errors reported by the Kafka consumer",
 );
+pub const KAFKA_CONSUMER_LAG: Metric = gauge(
+    "larmor_kafka_consumer_lag_messages",
+    &["topic", "partition"],
+    "Messages between this instance's position and the partition's high watermark, per assigned partition (from librdkafka's statistics, every statistics.interval.ms)",
+)
+.once_populated("librdkafka's first statistics after a partition is assigned");
 pub const REGISTRY_RELOADS: Metric = counter(
     "larmor_registry_reloads_total",
     &["result"],
@@ -97,6 +147,13 @@ pub const ANOMALIES: Metric = counter(
     &["detector", "channel"],
     "Anomaly episodes detected",
 );
+pub const DETECTION_LATENCY: Metric = histogram(
+    "larmor_detection_latency_seconds",
+    "Seconds from a frame's newest reading (device clock) until every detector has seen it; 0 when the device clock runs ahead",
+);
+/// Bucket bounds of [`DETECTION_LATENCY`]: a healthy pipeline detects within a
+/// second or two; a backlog shows as minutes.
+pub const DETECTION_LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
 pub const ALERTS: Metric = counter(
     "larmor_alerts_total",
     &["channel"],
@@ -132,6 +189,7 @@ pub const ALERTS_DELIVERY_SECONDS: Metric = Metric {
     help: "Time from a notice entering the outbox to its delivery",
     kind: Kind::Histogram,
     labels: &["channel"],
+    presence: Presence::FromStart,
 };
 pub const TABLE_WRITE_ERRORS: Metric = counter(
     "larmor_table_write_errors_total",
@@ -161,6 +219,102 @@ pub const QUEUE_BLOCKED_SECONDS: Metric = counter(
     "Time a stage waited to put an item into a full queue that blocks when full",
 );
 
+// --- forecasts --------------------------------------------------------------
+pub const FORECAST_REFRESH_DURATION: Metric = histogram(
+    "larmor_forecast_refresh_duration_seconds",
+    "Seconds one forecast refresh took (scoring every machine), as reported with its rows",
+);
+pub const FORECAST_REFRESH_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// The forecast horizons P(failure) is exported for: the `horizon` label's only values.
+pub const FORECAST_HORIZONS: [(&str, std::time::Duration); 3] = [
+    ("24h", std::time::Duration::from_secs(24 * 3600)),
+    ("72h", std::time::Duration::from_secs(72 * 3600)),
+    ("7d", std::time::Duration::from_secs(7 * 24 * 3600)),
+];
+
+// --- the fleet, per machine ---------------------------------------------------
+pub const MACHINE_INFO: Metric = gauge(
+    "larmor_machine_info",
+    &["machine", "site", "manufacturer", "model"],
+    "Always 1, one series per machine of the device registry: join on `machine` for site and vendor",
+);
+pub const MACHINE_HEALTH_SCORE: Metric = gauge(
+    "larmor_machine_health_score",
+    &["machine"],
+    "0 (failing) to 100 (nothing wrong): 100 less a penalty per open anomaly by kind and severity and for P(failure); see dashboards/README.md",
+);
+pub const MACHINE_OPEN_ANOMALIES: Metric = gauge(
+    "larmor_machine_open_anomalies",
+    &["machine", "kind"],
+    "Anomaly episodes that started within the open window ([status] open_for), by kind (machine_health, environment, sensor_fault)",
+);
+pub const MACHINE_LAST_FRAME: Metric = gauge(
+    "larmor_machine_last_frame_timestamp_seconds",
+    &["machine"],
+    "Device time of the machine's newest reading seen by the detectors (Unix seconds)",
+)
+.once_populated("the machine's first frame");
+const FIRST_VALUE: &str = "the machine's first reading of the channel";
+pub const MACHINE_HELIUM_LEVEL: Metric = gauge(
+    "larmor_machine_helium_level_ratio",
+    &["machine"],
+    "Latest liquid helium level in the magnet vessel, as a ratio of full (channel helium_level_pct / 100)",
+)
+.once_populated(FIRST_VALUE);
+pub const MACHINE_COLDHEAD_STAGE2_TEMPERATURE: Metric = gauge(
+    "larmor_machine_coldhead_stage2_temperature_kelvin",
+    &["machine"],
+    "Latest cold head 2nd-stage (recondenser) temperature (channel coldhead_stage2_k)",
+)
+.once_populated(FIRST_VALUE);
+pub const MACHINE_COMPRESSOR_SUPPLY_PRESSURE: Metric = gauge(
+    "larmor_machine_compressor_supply_pressure_pascals",
+    &["machine"],
+    "Latest helium compressor supply (high) pressure (channel compressor_supply_mpa x 1e6)",
+)
+.once_populated(FIRST_VALUE);
+pub const MACHINE_WATER_INLET_TEMPERATURE: Metric = gauge(
+    "larmor_machine_water_inlet_temperature_celsius",
+    &["machine"],
+    "Latest compressor cooling-water inlet temperature (channel water_inlet_c)",
+)
+.once_populated(FIRST_VALUE);
+pub const MACHINE_ROOM_TEMPERATURE: Metric = gauge(
+    "larmor_machine_room_temperature_celsius",
+    &["machine"],
+    "Latest magnet room temperature (channel room_temp_c); hospital data, not for manufacturers",
+)
+.once_populated(FIRST_VALUE);
+pub const MACHINE_ROOM_HUMIDITY: Metric = gauge(
+    "larmor_machine_room_humidity_ratio",
+    &["machine"],
+    "Latest magnet room relative humidity, as a ratio (channel room_humidity_pct / 100); hospital data, not for manufacturers",
+)
+.once_populated(FIRST_VALUE);
+/// The key channels exported per machine: (wire channel name, family, factor
+/// from the channel's unit to the family's base unit).
+pub const KEY_CHANNELS: [(&str, Metric, f64); 6] = [
+    ("helium_level_pct", MACHINE_HELIUM_LEVEL, 0.01),
+    ("coldhead_stage2_k", MACHINE_COLDHEAD_STAGE2_TEMPERATURE, 1.0),
+    ("compressor_supply_mpa", MACHINE_COMPRESSOR_SUPPLY_PRESSURE, 1e6),
+    ("water_inlet_c", MACHINE_WATER_INLET_TEMPERATURE, 1.0),
+    ("room_temp_c", MACHINE_ROOM_TEMPERATURE, 1.0),
+    ("room_humidity_pct", MACHINE_ROOM_HUMIDITY, 0.01),
+];
+const FORECAST_MADE: &str = "a forecast for the machine (forecasting is not wired into larmor run yet)";
+pub const MACHINE_FAILURE_PROBABILITY: Metric = gauge(
+    "larmor_machine_failure_probability",
+    &["machine", "horizon"],
+    "Forecast probability (0-1) that the machine fails within the horizon (24h, 72h, 7d): the most likely failure mode's",
+)
+.once_populated(FORECAST_MADE);
+pub const MACHINE_PREDICTED_FAILURE: Metric = gauge(
+    "larmor_machine_predicted_failure_timestamp_seconds",
+    &["machine"],
+    "When the latest forecast expects the machine to fail (Unix seconds); time to failure is this minus time(). No series: no failure predicted",
+)
+.once_populated(FORECAST_MADE);
+
 // --- the process --------------------------------------------------------------
 pub const BUILD_INFO: Metric = gauge(
     "larmor_build_info",
@@ -175,10 +329,13 @@ pub const ALL: &[Metric] = &[
     INGEST_DUPLICATES_SKIPPED,
     ARCHIVE_READINGS,
     ARCHIVE_FILES,
+    ARCHIVE_BYTES,
     DLQ_MESSAGES,
     KAFKA_COMMITS,
     KAFKA_CONSUMER_ERRORS,
+    KAFKA_CONSUMER_LAG,
     REGISTRY_RELOADS,
+    DETECTION_LATENCY,
     ANOMALIES,
     ALERTS,
     ALERTS_DEDUPLICATED,
@@ -192,6 +349,19 @@ pub const ALL: &[Metric] = &[
     QUEUE_CAPACITY,
     QUEUE_DROPPED,
     QUEUE_BLOCKED_SECONDS,
+    FORECAST_REFRESH_DURATION,
+    MACHINE_INFO,
+    MACHINE_HEALTH_SCORE,
+    MACHINE_OPEN_ANOMALIES,
+    MACHINE_LAST_FRAME,
+    MACHINE_HELIUM_LEVEL,
+    MACHINE_COLDHEAD_STAGE2_TEMPERATURE,
+    MACHINE_COMPRESSOR_SUPPLY_PRESSURE,
+    MACHINE_WATER_INLET_TEMPERATURE,
+    MACHINE_ROOM_TEMPERATURE,
+    MACHINE_ROOM_HUMIDITY,
+    MACHINE_FAILURE_PROBABILITY,
+    MACHINE_PREDICTED_FAILURE,
     BUILD_INFO,
 ];
 
@@ -260,6 +430,22 @@ impl Metric {
     pub fn int_gauge_vec(&self, r: &Registry) -> prometheus::Result<IntGaugeVec> {
         self.check(Kind::Gauge, true);
         let g = IntGaugeVec::new(self.opts(), self.labels)?;
+        r.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// Registers a labelled floating-point gauge.
+    pub fn gauge_vec(&self, r: &Registry) -> prometheus::Result<GaugeVec> {
+        self.check(Kind::Gauge, true);
+        let g = GaugeVec::new(self.opts(), self.labels)?;
+        r.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// Registers an unlabelled floating-point gauge.
+    pub fn gauge(&self, r: &Registry) -> prometheus::Result<Gauge> {
+        self.check(Kind::Gauge, false);
+        let g = Gauge::with_opts(self.opts())?;
         r.register(Box::new(g.clone()))?;
         Ok(g)
     }

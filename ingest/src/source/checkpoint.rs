@@ -317,6 +317,7 @@ impl Checkpoint {
             self.counters.archived[s.index()].inc_by(c.stats.rows_by_stream[s.index()] as u64);
         }
         self.metrics.archive_files.inc_by(c.stats.files as u64);
+        self.metrics.archive_bytes.inc_by(c.stats.bytes);
         self.archived_rows += c.stats.rows as u64;
         self.archive_files += c.stats.files as u64;
         if !c.offsets.is_empty() {

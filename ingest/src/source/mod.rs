@@ -171,6 +171,7 @@ impl KafkaSource {
         let mut trust = TrustState::new(trust);
         trust.restore(recovered.sequences);
         let counters = Counters::new(&metrics);
+        let lag = metrics.consumer_lag.clone();
         let checkpoint = Checkpoint::new(
             archive,
             ledger,
@@ -206,7 +207,9 @@ impl KafkaSource {
             // queue fills up (queued.max.messages.kbytes), and librdkafka then postpones the
             // next fetch by this much. At its default (1 s) the queue runs dry first and
             // ingest stalls; a short backoff keeps it topped up.
-            .set("fetch.queue.backoff.ms", "50");
+            .set("fetch.queue.backoff.ms", "50")
+            // The consumer-lag gauge is refreshed from librdkafka's statistics this often.
+            .set("statistics.interval.ms", "5000");
         // Pass-through properties win over our defaults.
         for (k, v) in &kafka.properties {
             cc.set(k, v);
@@ -216,6 +219,8 @@ impl KafkaSource {
                 state: state.clone(),
                 failure: failure.clone(),
                 assigned: assigned.clone(),
+                lag,
+                lag_series: Default::default(),
             })
             .map_err(KafkaSetupError::Client)?;
         check_topics(&consumer, brokers, &topics.all_topics(), Duration::from_secs(10))?;
