@@ -449,8 +449,9 @@ fn window_stats(slots: &[HourAgg], end: usize) -> Windows {
                 n += k;
                 s += a.sum;
                 ss += a.sum_sq;
-                st += a.sum_t + off * k;
-                stt += a.sum_tt + 2.0 * off * a.sum_t + off * off * k;
+                let (at, att) = (a.sum_t as f64, a.sum_tt as f64);
+                st += at + off * k;
+                stt += att + 2.0 * off * at + off * off * k;
                 stv += a.sum_tv + off * a.sum;
                 lo = lo.min(a.min as f64);
                 hi = hi.max(a.max as f64);
@@ -662,8 +663,8 @@ mod tests {
             a.n += 1;
             a.sum += v;
             a.sum_sq += v * v;
-            a.sum_t += t;
-            a.sum_tt += t * t;
+            a.sum_t += t as f32;
+            a.sum_tt += (t * t) as f32;
             a.sum_tv += t * v;
             a.min = a.min.min(v as f32);
             a.max = a.max.max(v as f32);

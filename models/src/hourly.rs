@@ -23,10 +23,11 @@ pub struct HourAgg {
     pub n: u32,
     pub sum: f64,
     pub sum_sq: f64,
-    /// Σ t, Σ t², Σ t·v with t the reading's time as a fraction of the hour, in [0, 1).
-    pub sum_t: f64,
-    pub sum_tt: f64,
+    /// Σ t·v, Σ t, Σ t² with t the reading's time as a fraction of the hour, in [0, 1)
+    /// (the last two are small and need no more than f32: 48 bytes a slot).
     pub sum_tv: f64,
+    pub sum_t: f32,
+    pub sum_tt: f32,
     pub min: f32,
     pub max: f32,
     /// The hour's latest reading.
@@ -243,6 +244,9 @@ fn hourly_chunk(archive: &Path, first: &str, last: &str, opts: &ScanOptions) -> 
             v().last().alias("last"),
         ])
         .collect()?;
+    let mut df = df;
+    // One chunk per column: `get(i)` below is then a plain index.
+    df.rechunk_mut_par();
     Ok(df)
 }
 
@@ -324,8 +328,8 @@ impl Accumulator {
                 n: count,
                 sum: g(&sum),
                 sum_sq: g(&sum_sq),
-                sum_t: g(&sum_t),
-                sum_tt: g(&sum_tt),
+                sum_t: g(&sum_t) as f32,
+                sum_tt: g(&sum_tt) as f32,
                 sum_tv: g(&sum_tv),
                 min: g(&min) as f32,
                 max: g(&max) as f32,
@@ -390,8 +394,8 @@ impl Accumulator {
 
 /// Adds `b` into `a`; `last` keeps the reading that is later within the hour.
 fn merge(a: &mut HourAgg, b: &HourAgg) {
-    let a_last_t = if a.n > 0 { a.sum_t / a.n as f64 } else { f64::MIN };
-    let b_last_t = b.sum_t / b.n.max(1) as f64;
+    let a_last_t = if a.n > 0 { a.sum_t / a.n as f32 } else { f32::MIN };
+    let b_last_t = b.sum_t / b.n.max(1) as f32;
     a.n += b.n;
     a.sum += b.sum;
     a.sum_sq += b.sum_sq;

@@ -283,6 +283,8 @@ pub struct TrainingMetadata {
     pub feature_schema_hash: String,
     pub features: usize,
     pub seconds: f64,
+    /// Wall seconds per training step (after the data preparation).
+    pub step_seconds: Vec<(String, f64)>,
     /// Per horizon, on the calibration machines (not a held-out test: `larmor evaluate` gives that).
     pub calibration_metrics: Vec<CalibrationMetrics>,
 }
@@ -398,8 +400,12 @@ impl ForecastModel {
         let started = std::time::Instant::now();
         let steps = opts.horizons_hours.len() * 2 + 3;
         let mut step = 0;
+        let mut step_seconds: Vec<(String, f64)> = Vec::new();
+        let mut last = std::time::Instant::now();
         let mut tick = |what: &str, progress: &mut dyn FnMut(usize, usize, &str)| {
             step += 1;
+            step_seconds.push((what.to_string(), last.elapsed().as_secs_f64()));
+            last = std::time::Instant::now();
             progress(step, steps, what);
         };
         let all: Vec<String> = match machines {
@@ -452,6 +458,7 @@ impl ForecastModel {
         let cal_data = column_major(m, &cal_rows);
         let cal_matrix = Matrix::new(&cal_data, cal_rows.len(), m.width());
         let cal_x = standardizer.matrix(m, &cal_rows);
+        let sample_x = standardizer.matrix(m, &sample);
         let alarm = AlarmParams {
             merge_hours: opts.alarm_merge_hours,
             stride_hours: opts.features.stride_hours as f64,
@@ -474,9 +481,8 @@ impl ForecastModel {
             let platt = Platt::fit(&raw, &cal_y);
             let p: Vec<f64> = raw.iter().map(|&s| platt.apply(s)).collect();
 
-            let x = standardizer.matrix(m, &sample);
             let yb: ndarray::Array1<bool> = y.iter().map(|&v| v > 0.5).collect();
-            let (weights, intercept) = fit_logistic(x, yb, opts)?;
+            let (weights, intercept) = fit_logistic(sample_x.clone(), yb, opts)?;
             tick(&format!("logistic regression, {hours} h"), progress);
             let lraw: Vec<f64> = cal_x
                 .rows()
@@ -539,6 +545,7 @@ impl ForecastModel {
             feature_schema_hash: m.spec.hash.clone(),
             features: m.width(),
             seconds: started.elapsed().as_secs_f64(),
+            step_seconds,
             calibration_metrics: metrics,
         };
         Ok(ForecastModel {
@@ -569,7 +576,30 @@ impl ForecastModel {
         Ok(self.predict_rows(m, &rows))
     }
 
+    /// Scores `rows` of `m`, a block at a time (the dense copies the models need
+    /// would otherwise hold the whole matrix twice more).
     pub(crate) fn predict_rows(&self, m: &FeatureMatrix, rows: &[usize]) -> Predictions {
+        let mut out = Predictions {
+            model: vec![Vec::with_capacity(rows.len()); self.horizons.len()],
+            logistic: vec![Vec::with_capacity(rows.len()); self.logistic.len()],
+            mode: Vec::with_capacity(rows.len()),
+            ttf: Vec::with_capacity(rows.len()),
+        };
+        for block in rows.chunks(32_768) {
+            let p = self.predict_block(m, block);
+            for (all, part) in out.model.iter_mut().zip(p.model) {
+                all.extend(part);
+            }
+            for (all, part) in out.logistic.iter_mut().zip(p.logistic) {
+                all.extend(part);
+            }
+            out.mode.extend(p.mode);
+            out.ttf.extend(p.ttf);
+        }
+        out
+    }
+
+    fn predict_block(&self, m: &FeatureMatrix, rows: &[usize]) -> Predictions {
         let data = column_major(m, rows);
         let matrix = Matrix::new(&data, rows.len(), m.width());
         let x = self.standardizer.matrix(m, rows);

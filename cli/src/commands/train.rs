@@ -151,6 +151,18 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    eprintln!(
+        "  archive scan {:.1} s ({} readings), feature rows {:.1} s, training {:.1} s ({})",
+        data.scan_seconds,
+        data.readings,
+        data.feature_seconds,
+        md.seconds,
+        md.step_seconds
+            .iter()
+            .map(|(what, s)| format!("{what} {s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for c in &md.calibration_metrics {
         eprintln!(
             "  {:>4} h on the {} calibration machines: PR-AUC {:.3} (logistic {:.3}), Brier {:.4}, failure recall {:.2}, false alarms {:.2}/machine-year",
