@@ -74,7 +74,7 @@ pub fn alerts() -> SchemaRef {
 }
 
 /// `forecasts`: one row per model run, machine and horizon (`larmor forecast
-/// --write`, `larmor run`; written by `larmor_models::live::write_forecasts`).
+/// --write`, through `larmor_models::live::write_forecasts`).
 pub fn forecasts() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     once(&S, || {

@@ -1,7 +1,7 @@
-//! Forecasts as of a time: what `larmor forecast` prints and what `larmor run`
-//! refreshes into the `forecasts` table.
+//! Forecasts as of a time: what `larmor forecast` prints and appends to the
+//! `forecasts` table (`--write`).
 //!
-//! For the pipeline:
+//! For the pipeline (not wired into `larmor run` yet):
 //!
 //! ```ignore
 //! let model = ForecastModel::load(&data_dir.models().join("model.json"))?;
@@ -201,7 +201,7 @@ pub fn write_forecasts(data: &DataDir, issued_at_ms: i64, forecasts: &[Forecast]
             },
         );
     }
-    w.flush().map_err(|e| ModelError::io(&data.forecasts(), e))
+    w.flush().map_err(|e| ModelError::io(data.forecasts(), e))
 }
 
 /// `2025-01-02T03:04:05Z`

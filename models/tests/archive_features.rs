@@ -128,7 +128,12 @@ fn truncated_copy(src: &Path, dst: &Path, until: i64) {
         }
         std::fs::create_dir_all(&out_dir).unwrap();
         let batch = datafusion::arrow::compute::concat_batches(&kept[0].schema(), &kept).unwrap();
-        larmor_ingest::archive::write_durably(&out_dir, rel.file_name().unwrap().to_str().unwrap(), &batch, 1).unwrap();
+        larmor_datadir::durable::write_parquet_file(
+            &out_dir.join(rel.file_name().unwrap()),
+            &batch,
+            &larmor_datadir::durable::ParquetSettings::new(1),
+        )
+        .unwrap();
         assert!(batch.column(0).null_count() == 0);
     }
 }

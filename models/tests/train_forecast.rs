@@ -5,6 +5,7 @@
 //! come without warning. A model must find the first kind on machines it never saw.
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use larmor_datadir::durable::ParquetSettings;
 use larmor_models::HOUR_MS;
 use larmor_models::data;
 use larmor_models::evaluate::{MODEL_METHOD, held_out};
@@ -102,8 +103,9 @@ fn fleet(dir: &Path, machines: usize, seed: u64, rename: Option<&str>) -> String
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
         ];
-        let batch = RecordBatch::try_new(larmor_ingest::archive::schema(), cols).unwrap();
-        larmor_ingest::archive::write_durably(&part, "part-0.parquet", &batch, 1).unwrap();
+        let batch = RecordBatch::try_new(larmor_datadir::schema::readings(), cols).unwrap();
+        larmor_datadir::durable::write_parquet_file(&part.join("part-0.parquet"), &batch, &ParquetSettings::new(1))
+            .unwrap();
     }
     std::fs::write(dir.join("events.csv"), &csv).unwrap();
     csv
