@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Boosted trees per classifier.
     #[arg(long, default_value_t = 150)]
     trees: usize,
+    /// Iterations of the logistic-regression baseline's optimiser.
+    #[arg(long, default_value_t = TrainOptions::default().logistic_iterations)]
+    logistic_iterations: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// No progress bar.
@@ -63,6 +66,7 @@ impl TrainArgs {
             },
             false_alarm_budget: self.false_alarm_budget,
             trees: self.trees,
+            logistic_iterations: self.logistic_iterations,
             seed: self.seed,
             ..Default::default()
         })
