@@ -111,6 +111,12 @@ enum Command {
     /// Score any time series with the streaming detectors: a CSV (`--input`) or an
     /// archived channel (`--archive --machine --channel`); writes timestamp,value,anomaly_score.
     Detect(commands::detect::DetectArgs),
+    /// Train the downtime forecasting model from an archive and an events table.
+    Train(commands::train::TrainArgs),
+    /// Score a model and its baselines without leakage; writes a Markdown report with plots.
+    Evaluate(commands::evaluate::EvaluateArgs),
+    /// Forecast failures per machine as of a time, from an archive and a trained model.
+    Forecast(commands::forecast::ForecastArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -146,6 +152,9 @@ fn main() -> std::process::ExitCode {
             Command::Detect(args) => commands::detect::detect(args).await,
             Command::Alerts { command, place } => commands::alerts::alerts(command, place),
             Command::Channel(cmd) => commands::channel::channel(cmd).await,
+            Command::Train(args) => commands::train::train(args),
+            Command::Evaluate(args) => commands::evaluate::evaluate(args),
+            Command::Forecast(args) => commands::forecast::forecast(args),
         }
     });
     match result {

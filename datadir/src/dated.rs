@@ -86,21 +86,31 @@ impl<R> DatedWriter<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, TimestampMillisecondArray};
     use std::sync::Arc;
 
     fn forecasts(rows: &[(i64, &'static str)]) -> Result<RecordBatch, ArrowError> {
         let n = rows.len();
         let s = |v: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) };
+        let ts = || -> ArrayRef {
+            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.0)).with_timezone("UTC"))
+        };
+        let none = || -> ArrayRef { Arc::new(TimestampMillisecondArray::from(vec![None; n]).with_timezone("UTC")) };
         RecordBatch::try_new(
             Table::Forecasts.schema(),
             vec![
-                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.0)).with_timezone("UTC")),
+                ts(),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-                s("cold_head"),
-                Arc::new(Float64Array::from(vec![0.5; n])),
+                ts(),
                 Arc::new(Float64Array::from(vec![7.0; n])),
-                Arc::new(TimestampMillisecondArray::from(vec![None; n]).with_timezone("UTC")),
+                Arc::new(Float64Array::from(vec![0.5; n])),
+                Arc::new(BooleanArray::from(vec![false; n])),
+                s("cold_head"),
+                Arc::new(Float64Array::from(vec![0.6; n])),
+                none(),
+                none(),
+                none(),
+                s(""),
                 s("test"),
             ],
         )

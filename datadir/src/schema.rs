@@ -73,18 +73,31 @@ pub fn alerts() -> SchemaRef {
     })
 }
 
-/// `forecasts`: one row per model run, machine and failure mode.
+/// `forecasts`: one row per model run, machine and horizon (`larmor forecast
+/// --write`, through `larmor_models::live::write_forecasts`).
 pub fn forecasts() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
     once(&S, || {
         vec![
             Field::new("issued_at", ts(), false),
             Field::new("machine_id", DataType::Utf8, false),
-            Field::new("mode", DataType::Utf8, false),
-            // Probability that the mode causes downtime within `horizon_days`.
-            Field::new("probability", DataType::Float64, false),
+            // The data the forecast is based on ends here.
+            Field::new("as_of", ts(), false),
             Field::new("horizon_days", DataType::Float64, false),
+            // Calibrated probability of a failure (any mode) within `horizon_days`.
+            Field::new("probability", DataType::Float64, false),
+            // At or above the model's alarm threshold for this horizon.
+            Field::new("alarm", DataType::Boolean, false),
+            // Most likely mode should it fail, and its probability.
+            Field::new("mode", DataType::Utf8, false),
+            Field::new("mode_probability", DataType::Float64, false),
+            // Predicted failure time and its 80 % interval; null when none is expected
+            // within the model's time-to-failure cap.
             Field::new("predicted_failure_at", ts(), true),
+            Field::new("failure_window_start", ts(), true),
+            Field::new("failure_window_end", ts(), true),
+            // `feature (+log-odds); ...`: what pushed the probability up.
+            Field::new("top_features", DataType::Utf8, false),
             Field::new("model", DataType::Utf8, false),
         ]
     })

@@ -1,72 +1,41 @@
-//! Larmor models: downtime forecasting from archived telemetry. This first model
-//! is a robust linear trend that turns a channel's recent history into a time to
-//! reach its alarm limit (e.g. helium level falling toward 40 %).
+//! Larmor models: downtime forecasting from archived telemetry.
+//!
+//! The path from data to a forecast:
+//!
+//! 1. [`hourly`] scans the Parquet archive with polars (lazy, hive-partitioned) and
+//!    reduces every machine's channels to hourly aggregates.
+//! 2. [`features`] turns the hourly aggregates, the `anomalies` table and the service
+//!    log into one feature row per machine and time, using only data before that time;
+//!    [`spec`] names and hashes the columns.
+//! 3. [`events`] reads a generic events table and [`labels`] derives the targets:
+//!    failure within each horizon, failure mode, time to failure (censored, not dropped).
+//! 4. [`model`] trains the artefact: calibrated gradient-boosted classifiers per horizon,
+//!    a logistic-regression baseline (linfa), a failure-mode classifier (linfa), a
+//!    time-to-failure regressor, and the fixed-threshold baseline.
+//! 5. [`evaluate`] scores models and baselines without leakage; [`report`] writes the
+//!    Markdown report and its plots; [`live`] produces forecasts for `larmor forecast`
+//!    and `larmor run`.
 
-/// A least-squares line through (time, value) points.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LinearTrend {
-    /// Value change per hour.
-    pub slope_per_hour: f64,
-    /// Fitted value at the last observation.
-    pub last_fitted: f64,
-    pub last_ts_ms: i64,
-}
+pub mod data;
+pub mod error;
+pub mod evaluate;
+pub mod events;
+pub mod features;
+pub mod hourly;
+pub mod labels;
+pub mod linalg;
+pub mod live;
+pub mod model;
+pub mod report;
+pub mod spec;
 
-impl LinearTrend {
-    /// Fits a trend; None with fewer than two distinct timestamps.
-    pub fn fit(points: &[(i64, f64)]) -> Option<LinearTrend> {
-        let n = points.len() as f64;
-        if points.len() < 2 {
-            return None;
-        }
-        let t0 = points[0].0;
-        let hours = |t: i64| (t - t0) as f64 / 3_600_000.0;
-        let mean_t = points.iter().map(|p| hours(p.0)).sum::<f64>() / n;
-        let mean_v = points.iter().map(|p| p.1).sum::<f64>() / n;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for &(t, v) in points {
-            let dt = hours(t) - mean_t;
-            sxy += dt * (v - mean_v);
-            sxx += dt * dt;
-        }
-        if sxx == 0.0 {
-            return None;
-        }
-        let slope = sxy / sxx;
-        let last_ts_ms = points.iter().map(|p| p.0).max()?;
-        Some(LinearTrend {
-            slope_per_hour: slope,
-            last_fitted: mean_v + slope * (hours(last_ts_ms) - mean_t),
-            last_ts_ms,
-        })
-    }
+pub use error::ModelError;
+pub use events::EventLog;
+pub use features::{FeatureMatrix, FeatureOptions};
+pub use hourly::HourlyArchive;
+pub use live::{Forecast, forecast_as_of};
+pub use model::{ForecastModel, TrainOptions};
+pub use spec::FeatureSpec;
 
-    /// Hours until the trend crosses `limit`, or None if it moves away from it.
-    pub fn hours_to(&self, limit: f64) -> Option<f64> {
-        let gap = limit - self.last_fitted;
-        if gap == 0.0 {
-            return Some(0.0);
-        }
-        if self.slope_per_hour == 0.0 || gap.signum() != self.slope_per_hour.signum() {
-            return None;
-        }
-        Some(gap / self.slope_per_hour)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn helium_falling_two_percent_a_day_reaches_40_in_time() {
-        // 80 % falling 2 %/day, sampled hourly for 3 days
-        let pts: Vec<(i64, f64)> = (0..72).map(|h| (h * 3_600_000, 80.0 - 2.0 * h as f64 / 24.0)).collect();
-        let t = LinearTrend::fit(&pts).unwrap();
-        assert!((t.slope_per_hour + 2.0 / 24.0).abs() < 1e-9);
-        let days = t.hours_to(40.0).unwrap() / 24.0;
-        assert!((days - (80.0 - 2.0 * 71.0 / 24.0 - 40.0) / 2.0).abs() < 1e-6, "{days}");
-        assert_eq!(t.hours_to(90.0), None, "a falling level never reaches a higher limit");
-        assert_eq!(LinearTrend::fit(&pts[..1]), None);
-    }
-}
+/// Milliseconds per hour: every window, horizon and lead time is a whole number of hours.
+pub const HOUR_MS: i64 = 3_600_000;
