@@ -2,16 +2,21 @@
 //! channel and turns readings into [`Anomaly`] events, one per episode.
 //!
 //! The univariate detectors are kernels on a plain `(timestamp, value)` series
-//! ([`series::Kernel`]), run per machine and channel by [`series::SeriesDetector`];
-//! [`batch`] runs the same kernels over any CSV or archived series.
+//! ([`series::Kernel`]), run per machine and channel by [`series::SeriesDetector`].
+//! Each `[detect.*]` section shares `confirm`, `clear_after` and `channels`
+//! ([`settings::Section`]). These detectors know the MRI channels' physics;
+//! [`ensemble`] is the generic detector for a series of unknown kind, which
+//! [`batch`] (`larmor detect`) runs over any CSV.
 
 pub mod batch;
 pub mod drift;
+pub mod ensemble;
 pub mod multivariate;
 pub mod rate;
 pub mod robust;
 pub mod sensor_fault;
 pub mod series;
+pub mod settings;
 pub mod threshold;
 pub mod vibration;
 pub mod warm;
