@@ -281,8 +281,8 @@ impl Forecaster {
             out.speed = ck;
         }
 
-        for s in 0..SEASONS {
-            let dx = x - offsets[s];
+        for (s, offset) in offsets.into_iter().enumerate() {
+            let dx = x - offset;
             self.recent[s] += 0.5 * (dx - self.recent[s]);
             let recent = self.recent[s];
             for (k, l) in self.levels[s].iter_mut().enumerate() {

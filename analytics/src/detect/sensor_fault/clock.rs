@@ -208,8 +208,10 @@ mod tests {
     }
 
     fn run(data: &[(i64, f64)], min_shift_min: u64) -> Vec<(i64, ClockSkew)> {
-        let mut s = SensorFaultSettings::default();
-        s.clock_min_shift = std::time::Duration::from_secs(min_shift_min * 60);
+        let s = SensorFaultSettings {
+            clock_min_shift: std::time::Duration::from_secs(min_shift_min * 60),
+            ..SensorFaultSettings::default()
+        };
         let mut r = Rhythm::new(ClockParams::of(&s));
         data.iter()
             .filter_map(|&(t, v)| r.update(t, v).map(|k| ((t - data[0].0) / DAY_MS, k)))
