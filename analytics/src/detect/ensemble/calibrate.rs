@@ -67,15 +67,20 @@ impl Tail {
 
     /// Probability of a statistic at least `s` (1 while too little is known).
     pub fn p_value(&self, s: f64) -> f64 {
-        if self.readings < MIN_READINGS || !(s > 0.0) {
+        if self.readings < MIN_READINGS || s.is_nan() || s <= 0.0 {
             return 1.0;
         }
         let u = self.start();
         // A prior of a few exceedances: no tail seen yet is not "no tail".
         let share = (self.share.mean * self.readings as f64 + 1.0) / (self.readings as f64 + 20.0);
         if s <= u {
-            // (not used for alarms: a rough, monotone interpolation)
-            return 1.0 - (1.0 - share) * s / u;
+            // (not used for alarms: a rough, monotone interpolation, one half at the usual value)
+            let m = self.bulk.mean.clamp(0.0, u);
+            return if s <= m {
+                1.0 - 0.5 * s / m
+            } else {
+                0.5 - (0.5 - share.min(0.5)) * (s - m) / (u - m)
+            };
         }
         let spread = self.bulk.var().sqrt().max(1e-12 * u.abs());
         let (m, v) = if self.excess.is_empty() {
