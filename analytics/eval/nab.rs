@@ -147,7 +147,12 @@ mod tests {
         late[w[1].0] = true;
         late[100 + n / 5] = true;
         let t = score(&late, &labels);
-        assert!(t.normalised().unwrap() < 60.0 && t.false_alarms == 1, "{t:?}");
+        assert_eq!(t.false_alarms, 1, "{t:?}");
+        late[100 + n / 5] = false;
+        let u = score(&late, &labels);
+        // An alarm at a window's end earns about nothing (but avoids the miss).
+        assert!(u.normalised().unwrap() < 80.0, "{u:?}");
+        assert!(t.normalised().unwrap() < u.normalised().unwrap(), "{t:?} {u:?}");
         // Alarms in probation count for nothing.
         let mut early = perfect.clone();
         early[10] = true;
