@@ -3,7 +3,7 @@
 //! gives it away is the daily rhythm of the scans: people in the magnet room
 //! (`occupancy`) follow the booked exams, which start and stop at the same
 //! hours week after week. Each day, the share of each 15-minute slot with
-//! someone in the room is compared with the same weekday's usual share, shifted
+//! someone in the room (averaged over the hour around it) is compared with the same weekday's usual share, shifted
 //! by up to three hours either way. When one shift fits clearly better than
 //! none, on `clock_days` days in a row, the clock is reported as off by that
 //! much (one anomaly, until the rhythm is back in place). Days without scans
@@ -127,7 +127,11 @@ impl Rhythm {
         }
         let mut skewed = None;
         if self.learnt[weekday] >= MIN_WEEKS {
-            let usual = &self.usual[weekday];
+            // Compared over an hour around each slot: within the opening hours the
+            // exams and changeovers fall anywhere, so slot by slot the day is mostly
+            // noise; the hours the room is used at all are the rhythm.
+            let today = smooth(&today);
+            let usual = smooth(&self.usual[weekday].map(Some));
             let error = |shift: i64| -> f64 {
                 today
                     .iter()
@@ -135,7 +139,7 @@ impl Rhythm {
                     .filter_map(|(i, a)| {
                         let a = (*a)?;
                         let j = (i as i64 - shift).rem_euclid(SLOTS as i64) as usize;
-                        Some((a - usual[j]).powi(2))
+                        Some((a - usual[j]?).powi(2))
                     })
                     .sum()
             };
@@ -183,6 +187,23 @@ impl Rhythm {
     pub fn reset_day(&mut self) {
         self.day = i64::MIN;
     }
+}
+
+/// Slots averaged by [`smooth`]: an hour.
+const SMOOTH_SLOTS: i64 = 4;
+
+/// Each slot's share averaged with its neighbours' over [`SMOOTH_SLOTS`] (the
+/// slots present; none present: none). Wraps at midnight like the shifts.
+fn smooth(shares: &[Option<f64>]) -> Vec<Option<f64>> {
+    let n = shares.len() as i64;
+    (0..n)
+        .map(|i| {
+            let (sum, count) = (-SMOOTH_SLOTS / 2..SMOOTH_SLOTS - SMOOTH_SLOTS / 2)
+                .filter_map(|k| shares[(i + k).rem_euclid(n) as usize])
+                .fold((0.0, 0u32), |(s, c), x| (s + x, c + 1));
+            (count > 0).then(|| sum / f64::from(count))
+        })
+        .collect()
 }
 
 #[cfg(test)]
