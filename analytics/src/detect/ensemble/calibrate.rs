@@ -42,8 +42,9 @@ const TAIL_ALPHA: f64 = 1.0 / 150.0;
 const TAIL_START: f64 = 2.0;
 /// Readings a statistic needs before it is calibrated.
 pub const MIN_READINGS: u64 = 60;
-/// Excesses are learnt up to this many times the usual excess.
-const EXCESS_CAP: f64 = 1e9;
+/// Excesses are learnt up to this many times the usual excess (one huge
+/// spike must not fatten the tail for the next few hundred readings).
+const EXCESS_CAP: f64 = 10.0;
 /// The largest shape used: heavier tails than this are treated as this heavy.
 const MAX_SHAPE: f64 = 0.3;
 
