@@ -195,6 +195,8 @@ pub struct Values {
 
 const VALUE_SLOTS: usize = 128;
 const VALUE_MEMORY: f64 = 2000.0;
+/// A series is discrete when one σ spans at most this many steps of its resolution.
+const DISCRETE_LEVELS_PER_SD: f64 = 4.0;
 /// Readings seen before the bins are laid out.
 const VALUE_LAYOUT: u64 = 100;
 
@@ -224,7 +226,14 @@ impl Values {
         if self.readings < VALUE_LAYOUT {
             return (f64::NAN, 1.0);
         }
-        let want = (sd / 4.0).max(resolution).max(1e-12 * x.abs()).max(1e-300);
+        // Only a discrete series is judged: one whose readings sit on a few
+        // levels of its resolution (counts, states). In a continuous series a
+        // value "rarely seen" is only a value far out, which the forecast judges.
+        if resolution.is_nan() || resolution < sd / DISCRETE_LEVELS_PER_SD {
+            self.width = 0.0;
+            return (f64::NAN, 1.0);
+        }
+        let want = resolution.max(1e-12 * x.abs()).max(1e-300);
         if self.width == 0.0 || want > 4.0 * self.width || want < 0.25 * self.width {
             // (Re)lay the bins: the series' spread changed by more than four times.
             self.width = want;
