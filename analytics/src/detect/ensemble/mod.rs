@@ -242,8 +242,10 @@ impl Ensemble {
         let raw = (best.1 - ((STATS + 1) as f64).log10()).clamp(0.0, MAX_DECADES);
         self.readings += 1;
         // After an alarm, only what is a decade worse than the held surprise alarms again.
+        // A stuck run is reported once per run (by [`Runs`] itself) and is a
+        // different event from the jump that may have started it: not held.
         let hold_from = HOLD_FROM;
-        let mut out = if self.held >= hold_from {
+        let mut out = if self.held >= hold_from && best.0 != Member::Runs {
             raw - (self.held - hold_from + HOLD_MARGIN)
         } else {
             raw
