@@ -3,8 +3,8 @@
 //! gives it away is the daily rhythm of the scans: people in the magnet room
 //! (`occupancy`) follow the booked exams, which start and stop at the same
 //! hours week after week. Each day, the share of each 15-minute slot with
-//! someone in the room (averaged over the hour around it) is compared with the same weekday's usual share, shifted
-//! by up to three hours either way. When one shift fits clearly better than
+//! someone in the room (averaged over the hour around it) is compared with the
+//! same weekday's usual share, shifted by up to three hours either way. When one shift fits clearly better than
 //! none, on `clock_days` days in a row, the clock is reported as off by that
 //! much (one anomaly, until the rhythm is back in place). Days without scans
 //! (a closed Sunday) say nothing; shifts smaller than `clock_min_shift` are
