@@ -234,6 +234,17 @@ fn each_detector_catches_the_failure_mode_it_exists_for() {
         first(&all, "drift", "coldhead_stage2_k", stuck.start_ms, stuck.end_ms).is_none(),
         "a frozen sensor is not a drift"
     );
+    // Clock skew (45 minutes ahead, same machine): one sensor-fault anomaly, from the scans' rhythm.
+    let skew = fault(8, SensorFaultKind::ClockSkew);
+    let clock: Vec<&Anomaly> = all.iter().filter(|a| a.explanation.starts_with("clock skew")).collect();
+    assert_eq!(clock.len(), 1, "one anomaly for the clock skew: {clock:#?}");
+    assert_eq!(clock[0].kind, AnomalyKind::SensorFault);
+    assert!(
+        clock[0].ts_ms > skew.start_ms && clock[0].ts_ms <= skew.start_ms + 4 * DAY_MS,
+        "reported {:.1} days into the skew",
+        (clock[0].ts_ms - skew.start_ms) as f64 / DAY_MS as f64
+    );
+    assert!(clock[0].explanation.contains("45 min"), "{}", clock[0].explanation);
     // Spikes: one sensor-fault anomaly for the whole fault, and no machine fault on the channel.
     let spikes = fault(9, SensorFaultKind::Spikes);
     let all = detect_machine(&s, 9);
@@ -556,7 +567,7 @@ fn a_lone_spike_is_no_machine_fault() {
     assert!(found.is_empty(), "{found:#?}");
     // ... but it can be: with spike_min_count = 1, each is one sensor fault.
     let mut config = DetectConfig::default();
-    config.sensor_fault.spike_min_count = 1;
+    config.sensor_fault.settings.spike_min_count = 1;
     let found = run(&config);
     let reported: Vec<(&str, i64)> = found.iter().map(|a| (a.channel(), a.ts_ms)).collect();
     let expected: Vec<(&str, i64)> = spikes.iter().map(|&(n, d, _)| (n, at(d) / RES * RES)).collect();

@@ -1,6 +1,7 @@
 //! Detector throughput on one core: each kernel on a plain `(timestamp, value)`
-//! series (what `larmor detect` runs), the four univariate kernels together,
-//! and the whole `DetectorSet` on simulated frames (what `larmor run` runs).
+//! series, the generic ensemble (what `larmor detect` scores a series with),
+//! `larmor detect` itself on a 100k-row CSV file (time and peak memory), and the
+//! whole `DetectorSet` on simulated frames (what `larmor run` runs).
 //! Run: `cargo bench -p larmor-benches --bench detectors`
 //! (`LARMOR_BENCH_ONLY=robust,DetectorSet` runs only the figures whose names start so).
 //!
@@ -10,9 +11,10 @@
 
 use larmor_analytics::DetectorSet;
 use larmor_analytics::detect::DetectConfig;
-use larmor_analytics::detect::batch::SeriesScorer;
+use larmor_analytics::detect::batch::{self, CsvColumns, DetectOptions, Sinks};
 use larmor_analytics::detect::drift::DriftKernel;
-use larmor_analytics::detect::multivariate::{MahalanobisKernel, MultivariateParams};
+use larmor_analytics::detect::ensemble::{Ensemble, EnsembleConfig};
+use larmor_analytics::detect::multivariate::MahalanobisKernel;
 use larmor_analytics::detect::rate::RateKernel;
 use larmor_analytics::detect::robust::RobustKernel;
 use larmor_analytics::detect::sensor_fault::SensorFaultKernel;
@@ -88,24 +90,17 @@ fn main() {
     let c = DetectConfig::default();
     let data = series();
     println!("one series of {N} readings at 10 Hz, one core:");
-    kernel::<SensorFaultKernel>("sensor_fault", &c.sensor_fault.params(), &data);
-    kernel::<DriftKernel>("drift (EWMA+CUSUM)", &c.drift.params(), &data);
-    kernel::<RateKernel>("rate", &c.rate.params(), &data);
-    kernel::<BandGrowthKernel>("vibration (band growth)", &c.vibration.params(), &data);
-    kernel::<RobustKernel>("robust (median/MAD 64)", &c.robust.params(), &data);
+    kernel::<SensorFaultKernel>("sensor_fault", &c.sensor_fault.settings.params(), &data);
+    kernel::<DriftKernel>("drift (EWMA+CUSUM)", &c.drift.settings, &data);
+    kernel::<RateKernel>("rate", &c.rate.settings, &data);
+    kernel::<BandGrowthKernel>("vibration (band growth)", &c.vibration.settings, &data);
+    kernel::<RobustKernel>("robust (median/MAD 64)", &c.robust.settings, &data);
 
     for dim in [2, 3] {
         if !selected(&format!("multivariate ({dim} ch)")) {
             continue;
         }
-        let p = MultivariateParams {
-            dim,
-            smoothing: c.multivariate.smoothing,
-            baseline_half_life: c.multivariate.baseline_half_life,
-            threshold: c.multivariate.threshold,
-            warm_up: c.multivariate.warm_up,
-            relearn_after: c.multivariate.relearn_after,
-        };
+        let p = c.multivariate.settings.params(dim);
         let instants = N / dim;
         measure(&format!("multivariate ({dim} ch)"), instants * dim, || {
             let mut k = MahalanobisKernel::new(&p);
@@ -122,15 +117,21 @@ fn main() {
         });
     }
 
-    if selected("series set (4 kernels)") {
-        measure("series set (4 kernels)", N, || {
-            let mut scorer = SeriesScorer::new(&c).unwrap();
+    if selected("ensemble") {
+        // The generic detector of `larmor detect`: a quarter of the series (it is much slower).
+        let part = &data[..N / 4];
+        measure("ensemble (larmor detect)", part.len(), || {
+            let mut e = Ensemble::new(EnsembleConfig::default());
             let mut acc = 0.0;
-            for &(t, v) in &data {
-                acc += scorer.score(t, v);
+            for &(t, v) in part {
+                acc += e.update(t, v);
             }
             black_box(acc);
         });
+    }
+
+    if selected("larmor detect") {
+        detect_csv(&c, &data);
     }
 
     if !selected("DetectorSet (frames)") {
@@ -150,4 +151,69 @@ fn main() {
         }
         black_box(&out);
     });
+}
+
+/// `larmor detect --input` on CSV files of 100k and 1M rows (ISO timestamps,
+/// two decimals), read from and written to files as the command does: wall time
+/// per file, and how much the process's memory grew while scoring (the peak
+/// is reset before each run): the same for both sizes, constant memory.
+fn detect_csv(c: &DetectConfig, data: &[(i64, f64)]) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for rows in [100_000usize, 1_000_000] {
+        let input = dir.path().join(format!("series-{rows}.csv"));
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&input).expect("create the CSV"));
+        writeln!(w, "timestamp,value").expect("write");
+        for &(t, v) in &data[..rows] {
+            let when = chrono::DateTime::from_timestamp_millis(t).expect("a valid time");
+            writeln!(w, "{},{v:.2}", when.format("%Y-%m-%dT%H:%M:%S%.3fZ")).expect("write");
+        }
+        w.flush().expect("write");
+        drop(w);
+        let output = dir.path().join("scores.csv");
+        let (mut best, mut grew) = (f64::INFINITY, 0.0f64);
+        for _ in 0..RUNS {
+            let before = memory_mb("VmRSS:");
+            reset_peak_memory();
+            let start = Instant::now();
+            let n = batch::count_rows(&input).expect("count rows");
+            let reader = std::io::BufReader::new(std::fs::File::open(&input).expect("open the CSV"));
+            let sinks = Sinks {
+                scores: Box::new(std::io::BufWriter::new(std::fs::File::create(&output).expect("create"))),
+                episodes: None,
+            };
+            let r = batch::score_csv(
+                reader,
+                sinks,
+                &CsvColumns::default(),
+                c,
+                &DetectOptions::default(),
+                Some(n),
+            )
+            .expect("score the CSV");
+            assert_eq!(r.rows, rows as u64);
+            best = best.min(start.elapsed().as_secs_f64());
+            grew = grew.max(memory_mb("VmHWM:") - before);
+        }
+        println!(
+            "detectors/larmor detect ({rows} rows)  {best:>6.3} s best of {RUNS}; memory grew by at most {grew:.1} MB"
+        );
+    }
+}
+
+/// A line of `/proc/self/status` (`VmRSS:`, `VmHWM:`), MB; 0 where unavailable.
+fn memory_mb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the process's peak resident memory to the current one (Linux).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -85,6 +85,57 @@ fn csv_round_trip_with_iso_timestamps() {
 }
 
 #[test]
+fn episodes_file_lists_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out, episodes) = (
+        dir.path().join("sensor.csv"),
+        dir.path().join("scores.csv"),
+        dir.path().join("episodes.csv"),
+    );
+    let mut csv = String::from("timestamp,value\n");
+    for (i, x) in series(2880).iter().enumerate() {
+        csv.push_str(&format!("{},{x:.3}\n", 1_764_288_000_000i64 + 60_000 * i as i64));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let args = |probation: &str| {
+        larmor(&[
+            "detect",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--episodes",
+            episodes.to_str().unwrap(),
+            "--probation",
+            probation,
+        ])
+    };
+    let o = args("15%");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let text = std::fs::read_to_string(&episodes).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("timestamp,detector,kind,score,value,explanation"));
+    let starts: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    // The spike (reading 2000) and the step (from 2600), each once.
+    let at = |i: i64| chrono::DateTime::from_timestamp_millis(1_764_288_000_000 + 60_000 * i).unwrap();
+    let iso = |i: i64| at(i).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    assert_eq!(starts.len(), 2, "{text}");
+    assert_eq!(starts[0], iso(2000), "{text}");
+    assert!(
+        starts[1] >= iso(2600).as_str() && starts[1] <= iso(2605).as_str(),
+        "{text}"
+    );
+    assert!(err.contains("2 episodes to"), "{err}");
+    // A bad probation is refused before anything is written.
+    std::fs::remove_file(&episodes).unwrap();
+    let o = args("150%");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("15%"));
+    assert!(!episodes.exists());
+}
+
+#[test]
 fn csv_with_epoch_milliseconds_to_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("export.csv");

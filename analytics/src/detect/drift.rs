@@ -5,18 +5,22 @@
 //! The baseline stops learning while the level is away, so a degradation over
 //! days (a cold head creeping up) is not absorbed before it is reported.
 
+use super::ConfigError;
 use super::series::{
-    Baseline, Debounce, Decay, EwStats, Kernel, Near, Resolution, SeriesDetector, WarmUp, Winsor, channel_mask,
-    clamp_ordered, fmt_duration, names, score, with_unit,
+    Baseline, Debounce, Decay, EwStats, Kernel, Near, Resolution, SeriesDetector, WarmUp, Winsor, clamp_ordered,
+    fmt_duration, names, score, with_unit,
 };
-use super::{AnomalyKind, ConfigError};
+use super::settings::{DetectorSettings, Section};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// `[detect.drift]`
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct DriftConfig {
+/// `[detect.drift]`: the shared keys ([`Section`]) and these.
+pub type DriftConfig = Section<DriftSettings>;
+
+/// The drift detector's own settings (also what one kernel needs).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct DriftSettings {
     /// Half-life of the recent level.
     #[serde(with = "humantime_serde")]
     pub recent_half_life: Duration,
@@ -35,15 +39,11 @@ pub struct DriftConfig {
     /// A level away from the baseline this long becomes the new baseline (after a repair, say).
     #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
-    pub confirm: u32,
-    pub clear_after: u32,
-    /// Channels watched: levels that should hold steady.
-    pub channels: Vec<String>,
 }
 
-impl Default for DriftConfig {
+impl Default for DriftSettings {
     fn default() -> Self {
-        DriftConfig {
+        DriftSettings {
             recent_half_life: Duration::from_secs(3600),
             baseline_half_life: Duration::from_secs(7 * 86_400),
             threshold: 6.0,
@@ -51,81 +51,57 @@ impl Default for DriftConfig {
             cusum_limit: 10.0,
             warm_up: Duration::from_secs(86_400),
             relearn_after: Duration::from_secs(3 * 86_400),
-            confirm: 1,
-            clear_after: 10,
-            channels: names(&[
-                "helium_level_pct",
-                "vessel_pressure_kpa",
-                "vessel_heater_pct",
-                "coldhead_stage1_k",
-                "coldhead_stage2_k",
-                "compressor_supply_mpa",
-                "compressor_return_mpa",
-                "water_inlet_c",
-                "water_outlet_c",
-                "water_flow_lpm",
-                "room_temp_c",
-                "room_humidity_pct",
-                "room_o2_pct",
-                "tech_room_temp_c",
-            ]),
         }
     }
 }
 
-/// What one kernel needs.
-#[derive(Debug, Clone, Copy)]
-pub struct DriftParams {
-    pub recent_half_life: Duration,
-    pub baseline_half_life: Duration,
-    pub threshold: f64,
-    pub cusum_slack: f64,
-    pub cusum_limit: f64,
-    pub warm_up: Duration,
-    pub relearn_after: Duration,
-}
+impl DetectorSettings for DriftSettings {
+    const SECTION: &'static str = "drift";
+    type Detector = SeriesDetector<DriftKernel>;
+    const DEBOUNCE: Debounce = Debounce {
+        confirm: 1,
+        clear_after: 10,
+    };
 
-impl DriftConfig {
-    pub fn params(&self) -> DriftParams {
-        DriftParams {
-            recent_half_life: self.recent_half_life,
-            baseline_half_life: self.baseline_half_life,
-            threshold: self.threshold,
-            cusum_slack: self.cusum_slack,
-            cusum_limit: self.cusum_limit,
-            warm_up: self.warm_up,
-            relearn_after: self.relearn_after,
-        }
+    /// Levels that should hold steady.
+    fn default_channels() -> Vec<String> {
+        names(&[
+            "helium_level_pct",
+            "vessel_pressure_kpa",
+            "vessel_heater_pct",
+            "coldhead_stage1_k",
+            "coldhead_stage2_k",
+            "compressor_supply_mpa",
+            "compressor_return_mpa",
+            "water_inlet_c",
+            "water_outlet_c",
+            "water_flow_lpm",
+            "room_temp_c",
+            "room_humidity_pct",
+            "room_o2_pct",
+            "tech_room_temp_c",
+        ])
     }
 
-    pub fn detector(&self) -> Result<SeriesDetector<DriftKernel>, ConfigError> {
+    fn build(&self, debounce: Debounce, watched: Vec<bool>) -> Result<Self::Detector, ConfigError> {
         if !(self.threshold > 0.0 && self.cusum_limit > 0.0 && self.cusum_slack >= 0.0) {
             return Err(ConfigError::invalid(
-                "drift",
+                Self::SECTION,
                 "threshold and cusum_limit must be above 0, cusum_slack at least 0",
             ));
         }
         if self.recent_half_life >= self.baseline_half_life {
             return Err(ConfigError::invalid(
-                "drift",
+                Self::SECTION,
                 "recent_half_life must be shorter than baseline_half_life",
             ));
         }
-        Ok(SeriesDetector::new(
-            "drift",
-            None::<AnomalyKind>,
-            self.params(),
-            Debounce {
-                confirm: self.confirm,
-                clear_after: self.clear_after,
-            },
-            channel_mask("drift", &self.channels)?,
-        ))
+        Ok(SeriesDetector::new(Self::SECTION, None, *self, debounce, watched))
     }
 }
 
 pub struct DriftKernel {
-    p: DriftParams,
+    p: DriftSettings,
     recent: EwStats,
     recent_decay: Decay,
     winsor: Winsor,
@@ -154,9 +130,9 @@ struct Inverses {
 }
 
 impl Kernel for DriftKernel {
-    type Config = DriftParams;
+    type Config = DriftSettings;
 
-    fn new(p: &DriftParams) -> Self {
+    fn new(p: &DriftSettings) -> Self {
         let recent_decay = Decay::new(p.recent_half_life);
         DriftKernel {
             inv: Inverses {
@@ -271,7 +247,7 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn kernel() -> DriftKernel {
-        DriftKernel::new(&DriftConfig::default().params())
+        DriftKernel::new(&DriftSettings::default())
     }
 
     #[test]

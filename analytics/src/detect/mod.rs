@@ -2,16 +2,21 @@
 //! channel and turns readings into [`Anomaly`] events, one per episode.
 //!
 //! The univariate detectors are kernels on a plain `(timestamp, value)` series
-//! ([`series::Kernel`]), run per machine and channel by [`series::SeriesDetector`];
-//! [`batch`] runs the same kernels over any CSV or archived series.
+//! ([`series::Kernel`]), run per machine and channel by [`series::SeriesDetector`].
+//! Each `[detect.*]` section shares `confirm`, `clear_after` and `channels`
+//! ([`settings::Section`]). These detectors know the MRI channels' physics;
+//! [`ensemble`] is the generic detector for a series of unknown kind, which
+//! [`batch`] (`larmor detect`) runs over any CSV.
 
 pub mod batch;
 pub mod drift;
+pub mod ensemble;
 pub mod multivariate;
 pub mod rate;
 pub mod robust;
 pub mod sensor_fault;
 pub mod series;
+pub mod settings;
 pub mod threshold;
 pub mod vibration;
 pub mod warm;
@@ -22,55 +27,12 @@ mod testing;
 use larmor_ingest::{ChannelId, Frame, Stream};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 /// Each detector's state per machine, looked up once per frame by machine id.
-/// Ids are short and come from the device registry, so a fast multiplicative
-/// hash (FxHash's) does instead of the default DoS-resistant SipHash.
-pub(crate) type MachineMap<V> = HashMap<String, V, BuildHasherDefault<IdHasher>>;
-
-/// The hash of [`MachineMap`]: a word at a time, rotate, xor, multiply.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl IdHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for IdHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// Ids are short and come from the device registry, so a fast hash (foldhash's)
+/// does instead of the default DoS-resistant SipHash.
+pub(crate) type MachineMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// What kind of trouble an anomaly points at; decides who is told and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

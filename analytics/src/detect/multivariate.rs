@@ -10,20 +10,26 @@
 
 use super::series::{
     Debounce, Decay, Episode, EwStats, RELEASE_RATIO, Resolution, WarmUp, div_exact, exact_reciprocal, fmt_duration,
-    score, typical, with_unit,
+    names, score, typical, with_unit,
 };
+use super::settings::{DetectorSettings, Section, positive};
 use super::{Anomaly, ConfigError, Detector, MachineMap, kind_of};
-use larmor_ingest::{ChannelId, Frame, Stream};
+use larmor_ingest::{CATALOG, ChannelId, Frame, Stream};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Largest group.
 pub const MAX_DIM: usize = 4;
 
-/// `[detect.multivariate]`
+/// `[detect.multivariate]`: the shared keys ([`Section`]) and these. A group
+/// runs when its first channel is among `channels` (by default every channel:
+/// the groups decide).
+pub type MultivariateConfig = Section<MultivariateSettings>;
+
+/// The multivariate detector's own settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MultivariateConfig {
+#[serde(default)]
+pub struct MultivariateSettings {
     /// Groups of 2 to 4 related channels, each on one stream. The first channel
     /// is the one the others explain: anomalies name it first, with the value
     /// the others predict for it.
@@ -42,36 +48,45 @@ pub struct MultivariateConfig {
     /// A relation broken this long becomes the new normal.
     #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
-    pub confirm: u32,
-    pub clear_after: u32,
 }
 
-impl Default for MultivariateConfig {
+impl Default for MultivariateSettings {
     fn default() -> Self {
-        let g = |c: &[&str]| c.iter().map(|s| s.to_string()).collect();
-        MultivariateConfig {
+        MultivariateSettings {
             groups: vec![
                 // cold head against the compressor that drives it
-                g(&["coldhead_stage2_k", "compressor_supply_mpa", "compressor_return_mpa"]),
+                names(&["coldhead_stage2_k", "compressor_supply_mpa", "compressor_return_mpa"]),
                 // cryostat balance: pressure against the heater holding it
-                g(&["vessel_pressure_kpa", "vessel_heater_pct", "coldhead_stage2_k"]),
+                names(&["vessel_pressure_kpa", "vessel_heater_pct", "coldhead_stage2_k"]),
                 // cooling water: outlet = inlet + heat / flow
-                g(&["water_outlet_c", "water_inlet_c", "water_flow_lpm"]),
+                names(&["water_outlet_c", "water_inlet_c", "water_flow_lpm"]),
                 // gradient coil against the amplifier, which follows the same scan load
-                g(&["gradient_coil_c", "gradient_amp_c"]),
+                names(&["gradient_coil_c", "gradient_amp_c"]),
             ],
             smoothing: Duration::from_secs(15 * 60),
             baseline_half_life: Duration::from_secs(7 * 86_400),
             threshold: 8.0,
             warm_up: Duration::from_secs(86_400),
             relearn_after: Duration::from_secs(3 * 86_400),
-            confirm: 1,
-            clear_after: 10,
         }
     }
 }
 
-/// What one kernel needs.
+impl MultivariateSettings {
+    /// What a kernel for a group of `dim` channels needs.
+    pub fn params(&self, dim: usize) -> MultivariateParams {
+        MultivariateParams {
+            dim,
+            smoothing: self.smoothing,
+            baseline_half_life: self.baseline_half_life,
+            threshold: self.threshold,
+            warm_up: self.warm_up,
+            relearn_after: self.relearn_after,
+        }
+    }
+}
+
+/// What one kernel needs: the settings and its group's size.
 #[derive(Debug, Clone, Copy)]
 pub struct MultivariateParams {
     pub dim: usize,
@@ -87,12 +102,22 @@ struct Group {
     channels: Vec<ChannelId>,
 }
 
-impl MultivariateConfig {
-    pub fn detector(&self) -> Result<MultivariateDetector, ConfigError> {
-        let bad = |m: String| ConfigError::invalid("multivariate", m);
-        if self.threshold.is_nan() || self.threshold <= 0.0 {
-            return Err(bad("threshold must be above 0".into()));
-        }
+impl DetectorSettings for MultivariateSettings {
+    const SECTION: &'static str = "multivariate";
+    type Detector = MultivariateDetector;
+    const DEBOUNCE: Debounce = Debounce {
+        confirm: 1,
+        clear_after: 10,
+    };
+
+    /// Every channel: the groups say which are judged.
+    fn default_channels() -> Vec<String> {
+        CATALOG.iter().map(|c| c.name.to_string()).collect()
+    }
+
+    fn build(&self, debounce: Debounce, watched: Vec<bool>) -> Result<Self::Detector, ConfigError> {
+        let bad = |m: String| ConfigError::invalid(Self::SECTION, m);
+        positive(Self::SECTION, "threshold", self.threshold)?;
         let mut groups = Vec::new();
         for names in &self.groups {
             if !(2..=MAX_DIM).contains(&names.len()) {
@@ -102,7 +127,7 @@ impl MultivariateConfig {
                 .iter()
                 .map(|n| {
                     ChannelId::from_name(n).ok_or_else(|| ConfigError::UnknownChannel {
-                        section: "multivariate",
+                        section: Self::SECTION,
                         name: n.clone(),
                     })
                 })
@@ -113,21 +138,13 @@ impl MultivariateConfig {
                     "group {names:?} mixes streams; every channel of a group must be on one stream"
                 )));
             }
-            groups.push(Group { stream, channels });
+            if watched[channels[0].0 as usize] {
+                groups.push(Group { stream, channels });
+            }
         }
         Ok(MultivariateDetector {
-            params: MultivariateParams {
-                dim: 0,
-                smoothing: self.smoothing,
-                baseline_half_life: self.baseline_half_life,
-                threshold: self.threshold,
-                warm_up: self.warm_up,
-                relearn_after: self.relearn_after,
-            },
-            debounce: Debounce {
-                confirm: self.confirm,
-                clear_after: self.clear_after,
-            },
+            params: self.params(0),
+            debounce,
             groups,
             machines: MachineMap::default(),
         })
@@ -525,15 +542,7 @@ mod tests {
     use larmor_ingest::Sample;
 
     fn params(dim: usize) -> MultivariateParams {
-        let c = MultivariateConfig::default();
-        MultivariateParams {
-            dim,
-            smoothing: c.smoothing,
-            baseline_half_life: c.baseline_half_life,
-            threshold: c.threshold,
-            warm_up: c.warm_up,
-            relearn_after: c.relearn_after,
-        }
+        MultivariateSettings::default().params(dim)
     }
 
     #[test]
@@ -602,12 +611,9 @@ mod tests {
 
     #[test]
     fn detector_names_the_channel_and_the_partners() {
-        let mut d = MultivariateConfig {
-            groups: vec![vec!["gradient_coil_c".into(), "gradient_amp_c".into()]],
-            ..Default::default()
-        }
-        .detector()
-        .unwrap();
+        let mut c = MultivariateConfig::default();
+        c.settings.groups = vec![vec!["gradient_coil_c".into(), "gradient_amp_c".into()]];
+        let mut d = c.detector().unwrap();
         let (coil, amp) = (
             ChannelId::from_name("gradient_coil_c").unwrap(),
             ChannelId::from_name("gradient_amp_c").unwrap(),
@@ -635,13 +641,11 @@ mod tests {
             "{}",
             out[0].explanation
         );
-        assert!(
-            MultivariateConfig {
-                groups: vec![vec!["gradient_coil_c".into(), "room_o2_pct".into()]],
-                ..Default::default()
-            }
-            .detector()
-            .is_err()
-        );
+        c.settings.groups = vec![vec!["gradient_coil_c".into(), "room_o2_pct".into()]];
+        assert!(c.detector().is_err(), "a group mixing streams");
+        // A group whose first channel is not watched does not run.
+        c.settings.groups = vec![vec!["gradient_coil_c".into(), "gradient_amp_c".into()]];
+        c.channels.retain(|n| n != "gradient_coil_c");
+        assert!(c.detector().unwrap().channels().is_empty());
     }
 }

@@ -3,20 +3,24 @@
 //! gap is slope × lag difference), so noise is averaged away without keeping a
 //! window. Catches a chiller heating the water in hours, a fast helium loss.
 
+use super::ConfigError;
 use super::series::{
     Baseline, Debounce, Decay, EwStats, Kernel, Near, RELEASE_RATIO, Resolution, SeriesDetector, WarmUp, Winsor,
-    channel_mask, fmt_duration, names, score, with_unit,
+    fmt_duration, names, score, with_unit,
 };
-use super::{AnomalyKind, ConfigError};
+use super::settings::{DetectorSettings, Section, positive};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
-/// `[detect.rate]`
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateConfig {
+/// `[detect.rate]`: the shared keys ([`Section`]) and these.
+pub type RateConfig = Section<RateSettings>;
+
+/// The rate detector's own settings (also what one kernel needs).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct RateSettings {
     /// Smoothing before the slope is taken (half-life of the faster EWMA; the slower has twice it).
     #[serde(with = "humantime_serde")]
     pub smoothing: Duration,
@@ -31,84 +35,57 @@ pub struct RateConfig {
     /// Slopes away from the usual this long become the usual.
     #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
-    pub confirm: u32,
-    pub clear_after: u32,
-    /// Channels watched.
-    pub channels: Vec<String>,
 }
 
-impl Default for RateConfig {
+impl Default for RateSettings {
     fn default() -> Self {
-        RateConfig {
+        RateSettings {
             smoothing: Duration::from_secs(10 * 60),
             baseline_half_life: Duration::from_secs(86_400),
             threshold: 8.0,
             warm_up: Duration::from_secs(86_400),
             relearn_after: Duration::from_secs(86_400),
-            confirm: 1,
-            clear_after: 10,
-            channels: names(&[
-                "helium_level_pct",
-                "vessel_pressure_kpa",
-                "coldhead_stage1_k",
-                "coldhead_stage2_k",
-                "compressor_supply_mpa",
-                "compressor_return_mpa",
-                "water_inlet_c",
-                "water_outlet_c",
-                "water_flow_lpm",
-                "room_temp_c",
-                "room_humidity_pct",
-                "room_o2_pct",
-                "tech_room_temp_c",
-            ]),
         }
     }
 }
 
-/// What one kernel needs.
-#[derive(Debug, Clone, Copy)]
-pub struct RateParams {
-    pub smoothing: Duration,
-    pub baseline_half_life: Duration,
-    pub threshold: f64,
-    pub warm_up: Duration,
-    pub relearn_after: Duration,
-}
+impl DetectorSettings for RateSettings {
+    const SECTION: &'static str = "rate";
+    type Detector = SeriesDetector<RateKernel>;
+    const DEBOUNCE: Debounce = Debounce {
+        confirm: 1,
+        clear_after: 10,
+    };
 
-impl RateConfig {
-    pub fn params(&self) -> RateParams {
-        RateParams {
-            smoothing: self.smoothing,
-            baseline_half_life: self.baseline_half_life,
-            threshold: self.threshold,
-            warm_up: self.warm_up,
-            relearn_after: self.relearn_after,
-        }
+    fn default_channels() -> Vec<String> {
+        names(&[
+            "helium_level_pct",
+            "vessel_pressure_kpa",
+            "coldhead_stage1_k",
+            "coldhead_stage2_k",
+            "compressor_supply_mpa",
+            "compressor_return_mpa",
+            "water_inlet_c",
+            "water_outlet_c",
+            "water_flow_lpm",
+            "room_temp_c",
+            "room_humidity_pct",
+            "room_o2_pct",
+            "tech_room_temp_c",
+        ])
     }
 
-    pub fn detector(&self) -> Result<SeriesDetector<RateKernel>, ConfigError> {
-        if self.threshold.is_nan() || self.threshold <= 0.0 {
-            return Err(ConfigError::invalid("rate", "threshold must be above 0"));
-        }
+    fn build(&self, debounce: Debounce, watched: Vec<bool>) -> Result<Self::Detector, ConfigError> {
+        positive(Self::SECTION, "threshold", self.threshold)?;
         if self.smoothing.is_zero() {
-            return Err(ConfigError::invalid("rate", "smoothing must be longer than 0s"));
+            return Err(ConfigError::invalid(Self::SECTION, "smoothing must be longer than 0s"));
         }
-        Ok(SeriesDetector::new(
-            "rate",
-            None::<AnomalyKind>,
-            self.params(),
-            Debounce {
-                confirm: self.confirm,
-                clear_after: self.clear_after,
-            },
-            channel_mask("rate", &self.channels)?,
-        ))
+        Ok(SeriesDetector::new(Self::SECTION, None, *self, debounce, watched))
     }
 }
 
 pub struct RateKernel {
-    p: RateParams,
+    p: RateSettings,
     fast: EwStats,
     slow: EwStats,
     fast_decay: Decay,
@@ -131,9 +108,9 @@ pub struct RateKernel {
 }
 
 impl Kernel for RateKernel {
-    type Config = RateParams;
+    type Config = RateSettings;
 
-    fn new(p: &RateParams) -> Self {
+    fn new(p: &RateSettings) -> Self {
         let fast_decay = Decay::new(p.smoothing);
         RateKernel {
             inv_sigma: 0.0,
@@ -236,7 +213,7 @@ mod tests {
     const MIN: i64 = 60_000;
 
     fn kernel() -> RateKernel {
-        RateKernel::new(&RateConfig::default().params())
+        RateKernel::new(&RateSettings::default())
     }
 
     #[test]

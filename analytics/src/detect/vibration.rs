@@ -4,9 +4,10 @@
 //! Only growth counts: a compressor that stops is quiet, not anomalous here.
 
 use super::series::{
-    Baseline, Debounce, Decay, EwStats, Kernel, Near, RELEASE_RATIO, Resolution, SeriesDetector, WarmUp, channel_mask,
-    fmt_duration, names, score, with_unit,
+    Baseline, Debounce, Decay, EwStats, Kernel, Near, RELEASE_RATIO, Resolution, SeriesDetector, WarmUp, fmt_duration,
+    names, score, with_unit,
 };
+use super::settings::{DetectorSettings, Section, positive};
 use super::{AnomalyKind, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -14,10 +15,13 @@ use std::time::Duration;
 /// 20 / ln 10: natural log of an amplitude ratio to dB.
 const DB_PER_NEPER: f64 = 8.685_889_638_065_035;
 
-/// `[detect.vibration]`
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct VibrationConfig {
+/// `[detect.vibration]`: the shared keys ([`Section`]) and these.
+pub type VibrationConfig = Section<VibrationSettings>;
+
+/// The vibration detector's own settings (also what one kernel needs).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct VibrationSettings {
     /// Smoothing of the level (EWMA half-life of its logarithm).
     #[serde(with = "humantime_serde")]
     pub smoothing: Duration,
@@ -32,74 +36,54 @@ pub struct VibrationConfig {
     /// A level away from the baseline this long becomes the new baseline (a new compressor).
     #[serde(with = "humantime_serde")]
     pub relearn_after: Duration,
-    pub confirm: u32,
-    pub clear_after: u32,
-    /// Channels watched: band energies and overall RMS (mm/s).
-    pub channels: Vec<String>,
 }
 
-impl Default for VibrationConfig {
+impl Default for VibrationSettings {
     fn default() -> Self {
-        VibrationConfig {
+        VibrationSettings {
             smoothing: Duration::from_secs(30 * 60),
             baseline_half_life: Duration::from_secs(14 * 86_400),
             threshold_db: 6.0,
             warm_up: Duration::from_secs(86_400),
             relearn_after: Duration::from_secs(3 * 86_400),
-            confirm: 1,
-            clear_after: 10,
-            channels: names(&[
-                "compressor_band_bearing_mms",
-                "compressor_band_motor_mms",
-                "compressor_vib_rms_mms",
-                "coldhead_band_displacer_mms",
-                "coldhead_vib_rms_mms",
-            ]),
         }
     }
 }
 
-/// What one kernel needs.
-#[derive(Debug, Clone, Copy)]
-pub struct VibrationParams {
-    pub smoothing: Duration,
-    pub baseline_half_life: Duration,
-    pub threshold_db: f64,
-    pub warm_up: Duration,
-    pub relearn_after: Duration,
-}
+impl DetectorSettings for VibrationSettings {
+    const SECTION: &'static str = "vibration";
+    type Detector = SeriesDetector<BandGrowthKernel>;
+    const DEBOUNCE: Debounce = Debounce {
+        confirm: 1,
+        clear_after: 10,
+    };
 
-impl VibrationConfig {
-    pub fn params(&self) -> VibrationParams {
-        VibrationParams {
-            smoothing: self.smoothing,
-            baseline_half_life: self.baseline_half_life,
-            threshold_db: self.threshold_db,
-            warm_up: self.warm_up,
-            relearn_after: self.relearn_after,
-        }
+    /// Band energies and overall RMS (mm/s).
+    fn default_channels() -> Vec<String> {
+        names(&[
+            "compressor_band_bearing_mms",
+            "compressor_band_motor_mms",
+            "compressor_vib_rms_mms",
+            "coldhead_band_displacer_mms",
+            "coldhead_vib_rms_mms",
+        ])
     }
 
-    pub fn detector(&self) -> Result<SeriesDetector<BandGrowthKernel>, ConfigError> {
-        if self.threshold_db.is_nan() || self.threshold_db <= 0.0 {
-            return Err(ConfigError::invalid("vibration", "threshold_db must be above 0"));
-        }
+    fn build(&self, debounce: Debounce, watched: Vec<bool>) -> Result<Self::Detector, ConfigError> {
+        positive(Self::SECTION, "threshold_db", self.threshold_db)?;
         Ok(SeriesDetector::new(
-            "vibration",
+            Self::SECTION,
             Some(AnomalyKind::MachineHealth),
-            self.params(),
-            Debounce {
-                confirm: self.confirm,
-                clear_after: self.clear_after,
-            },
-            channel_mask("vibration", &self.channels)?,
+            *self,
+            debounce,
+            watched,
         ))
     }
 }
 
 /// Log-level of one band against its slow baseline.
 pub struct BandGrowthKernel {
-    p: VibrationParams,
+    p: VibrationSettings,
     level: EwStats,
     decay: Decay,
     base: Baseline,
@@ -111,9 +95,9 @@ pub struct BandGrowthKernel {
 }
 
 impl Kernel for BandGrowthKernel {
-    type Config = VibrationParams;
+    type Config = VibrationSettings;
 
-    fn new(p: &VibrationParams) -> Self {
+    fn new(p: &VibrationSettings) -> Self {
         BandGrowthKernel {
             p: *p,
             level: EwStats::default(),
@@ -182,7 +166,7 @@ mod tests {
     use crate::detect::testing::{noise, run_kernel, starts};
 
     fn kernel() -> BandGrowthKernel {
-        BandGrowthKernel::new(&VibrationConfig::default().params())
+        BandGrowthKernel::new(&VibrationSettings::default())
     }
 
     #[test]
