@@ -234,6 +234,9 @@ async fn dashboards_and_rules_evaluate_with_data_in_real_prometheus_and_the_stat
     cfg.archive.path = dir.path().join("archive");
     cfg.alerts.outbox = dir.path().join("outbox");
     cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    // A minute of history (a point every 0.5 s), so the trends have points
+    // however quickly the test gets to the page.
+    cfg.status.trend_window = std::time::Duration::from_secs(60);
     let data = DataDir::around(&cfg.archive.path);
     let mut p = Topology::start(cfg).await.unwrap();
     let larmor = p.metrics_addr();

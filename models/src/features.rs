@@ -122,7 +122,9 @@ impl ServiceLog {
 /// The feature schema for an archive: its channels, the multivariate detector's
 /// groups, the anomalies table's detectors and kinds (if any) and the service log.
 pub fn spec_for(hourly: &HourlyArchive, anomalies: Option<&AnomalyLog>, service_log: bool) -> FeatureSpec {
-    let groups = larmor_analytics::detect::multivariate::MultivariateConfig::default().settings.groups;
+    let groups = larmor_analytics::detect::multivariate::MultivariateConfig::default()
+        .settings
+        .groups;
     let (mut detectors, mut kinds) = match anomalies {
         Some(a) => (default_detectors(), a.kinds.clone()),
         None => (vec![], vec![]),

@@ -153,30 +153,36 @@ fn rows_of(batch: &RecordBatch) -> Result<Vec<(ForecastRow, bool)>, String> {
     Ok(out)
 }
 
-/// Rows as the forecasts table stores them: for tests, and for whoever writes
-/// forecasts through `larmor_datadir::dated::DatedWriter` (push each row at its
-/// `issued_at_ms`).
+/// Rows as the forecasts table stores them (`larmor_datadir::schema::forecasts`),
+/// for tests and demos: the forecasting crate's own writer
+/// (`larmor_models::live`) fills every column from a model run; here the columns
+/// a [`ForecastRow`] does not carry get plain values (as of = issued; alarm at
+/// p ≥ 0.5; the mode's probability 1; no failure window; no features).
 pub fn to_batch(rows: &[ForecastRow]) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::array::ArrayRef;
+    use datafusion::arrow::array::{ArrayRef, BooleanArray};
     use std::sync::Arc;
     let strings =
         |f: fn(&ForecastRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let times = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(v).with_timezone("UTC")) };
+    let issued = || times(rows.iter().map(|r| Some(r.issued_at_ms)).collect());
+    let none = || times(vec![None; rows.len()]);
     RecordBatch::try_new(
         larmor_datadir::schema::forecasts(),
         vec![
-            Arc::new(
-                TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.issued_at_ms)).with_timezone("UTC"),
-            ),
+            issued(),
             strings(|r| &r.machine_id),
-            strings(|r| &r.mode),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.probability))),
+            issued(),
             Arc::new(Float64Array::from_iter_values(
                 rows.iter().map(|r| r.horizon.as_secs_f64() / 86_400.0),
             )),
-            Arc::new(
-                TimestampMillisecondArray::from(rows.iter().map(|r| r.predicted_failure_at_ms).collect::<Vec<_>>())
-                    .with_timezone("UTC"),
-            ),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.probability))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.probability >= 0.5)))),
+            strings(|r| &r.mode),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 1.0))),
+            times(rows.iter().map(|r| r.predicted_failure_at_ms).collect()),
+            none(),
+            none(),
+            strings(|_| ""),
             strings(|r| &r.model),
         ],
     )
